@@ -1,0 +1,25 @@
+"""seedance-otel: connection-fault snapshots for aiohttp, httpx and asyncio.
+
+At every connection reset, DNS timeout and ALPN mismatch, record what the
+exception cannot tell: which connection, reused or fresh, idle how long, how
+old, which peer IP, which ALPN, which trace. See the README for the three ways
+to turn it on.
+"""
+
+from ._api import flush, instrument, peer_stats, snapshots, stats, uninstrument
+from ._snapshot import FaultKind, ResetContextSnapshot
+from ._version import __version__
+from .instrumentor import SeedanceInstrumentor
+
+__all__ = [
+    "FaultKind",
+    "ResetContextSnapshot",
+    "SeedanceInstrumentor",
+    "__version__",
+    "flush",
+    "instrument",
+    "peer_stats",
+    "snapshots",
+    "stats",
+    "uninstrument",
+]

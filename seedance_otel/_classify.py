@@ -1,0 +1,520 @@
+"""Turn an exception (plus what the hooks saw) into a fault kind: one pure function.
+
+``classify`` knows no library by import: it reads the exception chain
+(``__cause__``, ``__context__`` even when suppressed, ``ExceptionGroup``
+members), the class names along each MRO, every ``errno``, SSL reasons and
+messages, and the function in which the innermost ``CancelledError`` was
+raised. The hooks add what only they know: the phase, whether the handshake
+completed, what ALPN was offered and negotiated, whether the client's own
+total timeout fired. Rules are tried in the order of :data:`RULES`; the first
+that matches decides. Why that order, and which exceptions each rule covers,
+is documented beside each rule and in the README.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import functools
+import ssl
+from collections.abc import Callable
+from types import TracebackType
+
+from ._snapshot import FaultKind, Phase
+
+__all__ = ["RULES", "Classification", "Evidence", "HookFacts", "classify", "walk_chain"]
+
+_MAX_CHAIN = 32
+
+# errno values (Linux numbering for the DNS codes, which are negative EAI_*).
+ECONNRESET = errno_codes.ECONNRESET
+EPIPE = errno_codes.EPIPE
+ECONNABORTED = errno_codes.ECONNABORTED
+ECONNREFUSED = errno_codes.ECONNREFUSED
+EAI_AGAIN = -3
+EAI_NONAME = -2
+ARES_ETIMEOUT = 12
+
+_NOT_FAULTS = frozenset(
+    {
+        "asyncio.exceptions.CancelledError",
+        "builtins.KeyboardInterrupt",
+        "builtins.SystemExit",
+        "builtins.GeneratorExit",
+    }
+)
+_TIMEOUT_CLASSES = frozenset(
+    {
+        "builtins.TimeoutError",
+        "asyncio.exceptions.TimeoutError",
+        "httpx.TimeoutException",
+        "httpcore.TimeoutException",
+        "aiohttp.client_exceptions.ServerTimeoutError",
+        "anyio.TimeoutError",
+    }
+)
+_DNS_CLASSES = frozenset(
+    {
+        "socket.gaierror",
+        "aiohttp.client_exceptions.ClientConnectorDNSError",
+        "aiodns.error.DNSError",
+        "pycares.AresError",
+    }
+)
+_CERT_CLASSES = frozenset(
+    {
+        "ssl.SSLCertVerificationError",
+        "aiohttp.client_exceptions.ClientConnectorCertificateError",
+    }
+)
+_PEER_CLOSED_CLASSES = frozenset(
+    {
+        "builtins.ConnectionResetError",
+        "builtins.BrokenPipeError",
+        "builtins.ConnectionAbortedError",
+        "ssl.SSLEOFError",
+        "ssl.SSLZeroReturnError",
+        "asyncio.exceptions.IncompleteReadError",
+        "anyio.BrokenResourceError",
+        "anyio.EndOfStream",
+        "aiohttp.client_exceptions.ServerDisconnectedError",
+        "aiohttp.client_exceptions.ClientConnectionResetError",
+    }
+)
+_PEER_CLOSED_MESSAGES = (
+    "server disconnected without sending a response",
+    "peer closed connection without sending complete message body",
+    "can not write request body",
+    "cannot write to closing transport",
+    "connection lost",
+    "response payload is not completed",
+    "connection reset by peer",
+)
+_NOT_TLS_PROBLEMS = (
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+    ssl.SSLWantReadError,
+    ssl.SSLWantWriteError,
+    ssl.SSLSyscallError,
+)
+_DNS_SITES = ("_resolve_host", "getaddrinfo", "resolve", "gethostbyname")
+_POOL_SITES = ("_wait_for_available_connection", "wait_for_connection")
+_CONNECT_SITES = ("sock_connect", "start_connection", "create_connection", "connect_tcp")
+_TLS_SITES = ("start_tls", "do_handshake", "wrap", "_start_handshake")
+
+
+class HookFacts:
+    """What the hook that saw the fault knows beyond the exception."""
+
+    __slots__ = (
+        "alpn_negotiated",
+        "alpn_offered",
+        "handshake_done",
+        "new_connection",
+        "phase",
+        "timed_out",
+    )
+
+    def __init__(
+        self,
+        phase: str | None = None,
+        new_connection: bool | None = None,
+        handshake_done: bool | None = None,
+        alpn_offered: tuple[str, ...] | None = None,
+        alpn_negotiated: str | None = None,
+        timed_out: bool = False,
+    ) -> None:
+        self.phase = phase
+        self.new_connection = new_connection
+        self.handshake_done = handshake_done
+        self.alpn_offered = alpn_offered
+        self.alpn_negotiated = alpn_negotiated
+        self.timed_out = timed_out
+        """The client's own (total) timeout cancelled the task: a
+        ``CancelledError`` here is a timeout, not the caller giving up."""
+
+
+class Classification:
+    """The verdict: kind, phase, errno, which rule decided, and the message to show."""
+
+    __slots__ = ("errno", "kind", "message", "phase", "rule")
+
+    def __init__(
+        self, kind: FaultKind, phase: str, errno: int | None, rule: str, message: str = ""
+    ) -> None:
+        self.kind = kind
+        self.phase = phase
+        self.errno = errno
+        self.rule = rule
+        self.message = message
+        """``str(exc)``, or the first non-empty message down the chain (httpx and
+        anyio often raise ``ReadError('')``)."""
+
+    def __repr__(self) -> str:
+        return f"Classification({self.kind.value!r}, phase={self.phase!r}, rule={self.rule!r})"
+
+
+class Evidence:
+    """Everything the rules look at, extracted once from the exception chain."""
+
+    __slots__ = (
+        "cancel_sites",
+        "chain",
+        "errnos",
+        "facts",
+        "first_errno",
+        "first_message",
+        "names",
+        "ssl_reasons",
+        "text",
+    )
+
+    def __init__(
+        self,
+        chain: tuple[BaseException, ...],
+        names: frozenset[str],
+        errnos: frozenset[int],
+        text: str,
+        ssl_reasons: frozenset[str],
+        cancel_sites: tuple[str, ...],
+        facts: HookFacts,
+        first_message: str = "",
+        first_errno: int | None = None,
+    ) -> None:
+        self.chain = chain
+        self.first_message = first_message
+        self.first_errno = first_errno
+        self.names = names
+        self.errnos = errnos
+        self.text = text
+        """Every message in the chain, lowercased, one per line."""
+        self.ssl_reasons = ssl_reasons
+        self.cancel_sites = cancel_sites
+        self.facts = facts
+
+    def has(self, *names: str) -> bool:
+        return not self.names.isdisjoint(names)
+
+    def has_any(self, names: frozenset[str]) -> bool:
+        return not names.isdisjoint(self.names)
+
+    def message_has(self, *needles: str) -> bool:
+        text = self.text
+        return any(n in text for n in needles)
+
+    def cancelled_in(self, sites: tuple[str, ...]) -> bool:
+        return any(site.endswith(s) for site in self.cancel_sites for s in sites)
+
+    @property
+    def is_timeout(self) -> bool:
+        if not _TIMEOUT_CLASSES.isdisjoint(self.names):
+            return True
+        return self.facts.timed_out and "asyncio.exceptions.CancelledError" in self.names
+
+    @property
+    def phase(self) -> str | None:
+        return self.facts.phase
+
+
+def walk_chain(exc: BaseException) -> list[BaseException]:
+    """Every exception reachable from ``exc``: causes, contexts, group members.
+
+    From each exception we follow ``__cause__``, else ``__context__`` - even
+    when ``__suppress_context__`` is set: httpcore's ``raise exc from None``
+    hides the errno there.
+    """
+    out: list[BaseException] = []
+    seen: set[int] = set()
+    stack = [exc]
+    while stack and len(out) < _MAX_CHAIN:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.append(current)
+        members = getattr(current, "exceptions", None)
+        if isinstance(members, (tuple, list)):
+            stack.extend(m for m in reversed(members) if isinstance(m, BaseException))
+        linked = current.__cause__ if current.__cause__ is not None else current.__context__
+        if linked is not None:
+            stack.append(linked)
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _class_names(cls: type) -> frozenset[str]:
+    names = set()
+    for base in cls.__mro__:
+        module = base.__module__
+        # Public re-exports: httpx/httpcore/anyio define their classes in
+        # private modules; match them by their public names too.
+        names.add(f"{module}.{base.__qualname__}")
+        top = module.partition(".")[0]
+        if top != module:
+            names.add(f"{top}.{base.__qualname__}")
+    return frozenset(names)
+
+
+def _qualified_names(exc: BaseException) -> frozenset[str]:
+    cls: type = type(exc)
+    return _class_names(cls)
+
+
+def _raise_site(tb: TracebackType | None) -> str:
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return ""
+    code = last.tb_frame.f_code
+    name = getattr(code, "co_qualname", code.co_name)
+    return f"{last.tb_frame.f_globals.get('__name__', '?')}:{name}"
+
+
+def _short_name(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    value = getattr(exc, "errno", None)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def gather_evidence(exc: BaseException, facts: HookFacts) -> Evidence:
+    chain = tuple(walk_chain(exc))
+    names: set[str] = set()
+    errnos: set[int] = set()
+    messages: list[str] = []
+    first_message = ""
+    first_errno: int | None = None
+    reasons: set[str] = set()
+    cancel_sites: list[str] = []
+    for item in chain:
+        cls: type = type(item)
+        names |= _class_names(cls)
+        if isinstance(item, OSError):
+            code = item.errno
+            if isinstance(code, int):
+                errnos.add(code)
+                if first_errno is None and code:
+                    first_errno = code
+            if isinstance(item, ssl.SSLError):
+                reason = getattr(item, "reason", None)
+                if isinstance(reason, str):
+                    reasons.add(reason)
+            if isinstance(item, TimeoutError):
+                cancel_sites.append(_raise_site(item.__traceback__))
+        elif cls.__module__.startswith("aiodns") and item.args and item.args[0] == ARES_ETIMEOUT:
+            names.add("aiodns.error.DNSError[ARES_ETIMEOUT]")
+        elif cls.__name__ == "CancelledError":
+            cancel_sites.append(_raise_site(item.__traceback__))
+        try:
+            message = str(item)
+        except Exception:  # a broken __str__ must not hide the rest
+            message = ""
+        if message:
+            if not first_message:
+                first_message = message if item is exc else f"{message} (from {_short_name(cls)})"
+            messages.append(message)
+    return Evidence(
+        chain=chain,
+        names=frozenset(names),
+        errnos=frozenset(errnos),
+        text="\n".join(messages).lower(),
+        ssl_reasons=frozenset(reasons),
+        cancel_sites=tuple(cancel_sites),
+        facts=facts,
+        first_message=first_message,
+        first_errno=first_errno,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Rules. Each is (name, predicate, kind, phase). ``phase`` None means "the
+# hook's phase, else what the exception implies".
+
+
+def _alpn_alert(ev: Evidence) -> bool:
+    # TLS alert 120. CPython 3.11 + OpenSSL 3.0 leave ``reason`` None, so the
+    # message is matched too. aiohttp wraps it in ClientConnectorSSLError,
+    # httpx in ConnectError.
+    return "TLSV1_ALERT_NO_APPLICATION_PROTOCOL" in ev.ssl_reasons or ev.message_has(
+        "no application protocol"
+    )
+
+
+def _h2_spoken_to_h1(ev: Evidence) -> bool:
+    # The server speaks HTTP/2 although nothing was negotiated: the h1 parser
+    # meets a binary frame. aiohttp: BadStatusLine(b'\x00\x00...'); httpx
+    # (h11): "illegal status line" / "illegal request line".
+    if ev.facts.alpn_offered is None or ev.facts.alpn_negotiated is not None:
+        return False
+    binary_status = ev.has("aiohttp.http_exceptions.BadStatusLine") and ev.message_has(
+        "\\x00\\x00", "\x00\x00"
+    )
+    h11_garbage = ev.has("h11.RemoteProtocolError", "httpcore.RemoteProtocolError") and (
+        ev.message_has("illegal status line", "illegal request line")
+    )
+    return binary_status or h11_garbage
+
+
+def _not_a_fault(ev: Evidence) -> bool:
+    # The caller gave up (or the process is exiting): nothing to diagnose,
+    # unless the client's own timeout did the cancelling.
+    if _qualified_names(ev.chain[0]).isdisjoint(_NOT_FAULTS):
+        return False
+    return not ev.facts.timed_out
+
+
+def _certificate(ev: Evidence) -> bool:
+    return ev.has_any(_CERT_CLASSES) or "CERTIFICATE_VERIFY_FAILED" in ev.ssl_reasons
+
+
+def _other_tls(ev: Evidence) -> bool:
+    # SSLEOFError / SSLZeroReturnError are the peer hanging up, not TLS
+    # problems; they fall through to the reset rule.
+    # SSLWantRead/WriteError are flow control that libraries handle and leave
+    # behind in ``__context__``.
+    eofish = {"UNEXPECTED_EOF_WHILE_READING", "EOF_OCCURRED_IN_VIOLATION_OF_PROTOCOL"}
+    for item in ev.chain:
+        if isinstance(item, ssl.SSLError) and not isinstance(item, _NOT_TLS_PROBLEMS):
+            reason = getattr(item, "reason", None)
+            if reason in eofish:
+                continue
+            return True
+    return ev.has("aiohttp.client_exceptions.ClientConnectorSSLError")
+
+
+def _dns_timeout(ev: Evidence) -> bool:
+    if ev.has_any(_DNS_CLASSES) and (
+        EAI_AGAIN in ev.errnos
+        or ev.has("aiodns.error.DNSError[ARES_ETIMEOUT]")
+        or ev.message_has("timeout while contacting dns servers", "temporary failure in name")
+    ):
+        return True
+    # The client's own timeout fired while resolving.
+    return ev.is_timeout and (ev.phase == Phase.DNS or ev.cancelled_in(_DNS_SITES))
+
+
+def _dns_error(ev: Evidence) -> bool:
+    return ev.has_any(_DNS_CLASSES)
+
+
+def _refused(ev: Evidence) -> bool:
+    # Includes ExceptionGroup members (anyio, dual stack) and aiohappyeyeballs'
+    # "Multiple exceptions" OSError, which keeps errno 111 when all agree.
+    return (
+        ECONNREFUSED in ev.errnos
+        or ev.has("builtins.ConnectionRefusedError")
+        or (ev.message_has("multiple exceptions") and ev.message_has("[errno 111]"))
+    )
+
+
+def _pool_timeout(ev: Evidence) -> bool:
+    if ev.has("httpx.PoolTimeout", "httpcore.PoolTimeout"):
+        return True
+    return ev.is_timeout and (ev.phase == Phase.POOL or ev.cancelled_in(_POOL_SITES))
+
+
+def _connect_timeout(ev: Evidence) -> bool:
+    if ev.has("httpx.ConnectTimeout", "httpcore.ConnectTimeout"):
+        return True
+    if ev.has("aiohttp.client_exceptions.ConnectionTimeoutError"):
+        return True
+    return ev.is_timeout and (
+        ev.phase in (Phase.CONNECT, Phase.TLS)
+        or ev.cancelled_in(_CONNECT_SITES)
+        or ev.cancelled_in(_TLS_SITES)
+    )
+
+
+def _write_timeout(ev: Evidence) -> bool:
+    return ev.has("httpx.WriteTimeout", "httpcore.WriteTimeout")
+
+
+def _read_timeout(ev: Evidence) -> bool:
+    # httpx ReadTimeout, aiohttp SocketTimeoutError ("Timeout on reading data
+    # from socket"), or the total timeout firing after the request was sent.
+    return ev.is_timeout
+
+
+def _peer_closed(ev: Evidence) -> bool:
+    if ECONNRESET in ev.errnos or EPIPE in ev.errnos or ECONNABORTED in ev.errnos:
+        return True
+    if ev.has_any(_PEER_CLOSED_CLASSES):
+        return True
+    return ev.message_has(*_PEER_CLOSED_MESSAGES)
+
+
+def _phase_tls(ev: Evidence) -> str:
+    return Phase.TLS.value
+
+
+def _phase_dns(ev: Evidence) -> str:
+    return Phase.DNS.value
+
+
+def _phase_pool(ev: Evidence) -> str:
+    return Phase.POOL.value
+
+
+def _phase_connect_or_tls(ev: Evidence) -> str:
+    if ev.phase == Phase.TLS or ev.cancelled_in(_TLS_SITES):
+        return Phase.TLS.value
+    return Phase.CONNECT.value
+
+
+def _phase_from_hook(ev: Evidence) -> str:
+    if ev.phase:
+        return str(ev.phase)
+    if ev.has(
+        "aiohttp.client_exceptions.ClientConnectorError",
+        "httpx.ConnectError",
+        "httpcore.ConnectError",
+    ):
+        return Phase.CONNECT.value
+    return Phase.REQUEST.value
+
+
+Rule = tuple[str, Callable[[Evidence], bool], "FaultKind | None", Callable[[Evidence], str]]
+
+RULES: tuple[Rule, ...] = (
+    ("not_a_fault", _not_a_fault, None, _phase_from_hook),
+    ("alpn_alert", _alpn_alert, FaultKind.ALPN_MISMATCH, _phase_tls),
+    ("h2_spoken_to_h1", _h2_spoken_to_h1, FaultKind.ALPN_MISMATCH, _phase_from_hook),
+    ("certificate", _certificate, FaultKind.TLS_ERROR, _phase_tls),
+    ("other_tls", _other_tls, FaultKind.TLS_ERROR, _phase_tls),
+    ("dns_timeout", _dns_timeout, FaultKind.DNS_TIMEOUT, _phase_dns),
+    ("dns_error", _dns_error, FaultKind.DNS_ERROR, _phase_dns),
+    ("refused", _refused, FaultKind.CONNECT_REFUSED, _phase_connect_or_tls),
+    ("pool_timeout", _pool_timeout, FaultKind.POOL_TIMEOUT, _phase_pool),
+    ("connect_timeout", _connect_timeout, FaultKind.CONNECT_TIMEOUT, _phase_connect_or_tls),
+    ("write_timeout", _write_timeout, FaultKind.WRITE_TIMEOUT, _phase_from_hook),
+    ("read_timeout", _read_timeout, FaultKind.READ_TIMEOUT, _phase_from_hook),
+    ("peer_closed", _peer_closed, FaultKind.CONNECTION_RESET, _phase_from_hook),
+)
+
+
+def _first_errno(ev: Evidence) -> int | None:
+    """The first non-zero OSError errno down the chain (outermost first)."""
+    return ev.first_errno
+
+
+def classify(exc: BaseException, facts: HookFacts | None = None) -> Classification | None:
+    """The fault kind behind ``exc``, or ``None`` if it is not a connection fault."""
+    ev = gather_evidence(exc, facts or HookFacts())
+    for name, predicate, kind, phase_of in RULES:
+        if predicate(ev):
+            if kind is None:
+                return None
+            return Classification(
+                kind=kind,
+                phase=phase_of(ev),
+                errno=_first_errno(ev),
+                rule=name,
+                message=ev.first_message,
+            )
+    return None

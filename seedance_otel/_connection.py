@@ -1,0 +1,354 @@
+"""Per-connection history and per-peer records, kept cheaply on the hot path.
+
+A :class:`ConnectionHistory` is attached to each connection object when the
+connection is made (an aiohttp ``ResponseHandler``, an httpcore network
+stream, an asyncio transport's protocol). It answers the questions a bare
+exception cannot: was this connection reused, how long had it sat idle, how
+old is it, how many requests did it serve, which peer IP and local port, which
+TLS version and ALPN. Addresses are read from the socket once, when the
+connection is made: httpcore reads them lazily and fails after a RST.
+
+A :class:`PeerStats` per ``(server_address, server_port)`` keeps the idle
+times of *successful* reuses (and of peer closes of idle connections): the
+diagnosis brackets a peer's idle timeout between the longest idle that still
+worked and the shortest that failed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+__all__ = [
+    "IDLE_BUCKETS_S",
+    "ConnectionHistory",
+    "PeerRegistry",
+    "PeerStats",
+    "SocketFacts",
+    "socket_facts",
+]
+
+# Bucket bounds that resolve common idle timeouts (nginx 75 s, ALB 60/350 s,
+# Node 5 s, many proxies 1-15 s). Shared with the idle_before_fault histogram.
+IDLE_BUCKETS_S: tuple[float, ...] = (
+    0.5,
+    1.0,
+    2.0,
+    4.0,
+    5.0,
+    8.0,
+    10.0,
+    15.0,
+    30.0,
+    60.0,
+    75.0,
+    120.0,
+    300.0,
+    350.0,
+    600.0,
+)
+
+SO_COOKIE = getattr(socket, "SO_COOKIE", 57 if sys.platform.startswith("linux") else None)
+
+
+class PeerStats:
+    """What we learned about one peer's keep-alive behaviour.
+
+    ``record_reuse_ok`` runs on every successful reuse, so it only counts,
+    keeps the maximum and writes one slot of a small ring of recent samples;
+    summaries are computed when asked for.
+    """
+
+    __slots__ = (
+        "idle_close_count",
+        "idle_close_max_s",
+        "idle_close_min_s",
+        "reuse_ok_count",
+        "reuse_ok_max_idle_s",
+        "reuse_ok_recent",
+    )
+
+    RECENT = 64
+
+    def __init__(self) -> None:
+        self.reuse_ok_count = 0
+        self.reuse_ok_max_idle_s = 0.0
+        self.reuse_ok_recent: list[float | None] = [None] * self.RECENT
+        self.idle_close_count = 0
+        self.idle_close_min_s: float | None = None
+        self.idle_close_max_s: float | None = None
+
+    def record_reuse_ok(self, idle_s: float) -> None:
+        """A request on a connection idle for ``idle_s`` succeeded."""
+        count = self.reuse_ok_count
+        self.reuse_ok_recent[count % 64] = idle_s
+        self.reuse_ok_count = count + 1
+        if idle_s > self.reuse_ok_max_idle_s:
+            self.reuse_ok_max_idle_s = idle_s
+
+    def record_idle_close(self, idle_s: float) -> None:
+        """The peer closed a connection that had been idle for ``idle_s``."""
+        self.idle_close_count += 1
+        if self.idle_close_min_s is None or idle_s < self.idle_close_min_s:
+            self.idle_close_min_s = idle_s
+        if self.idle_close_max_s is None or idle_s > self.idle_close_max_s:
+            self.idle_close_max_s = idle_s
+
+    def recent_reuse_ok_idle_s(self) -> list[float]:
+        return sorted(v for v in self.reuse_ok_recent if v is not None)
+
+    def as_dict(self) -> dict[str, Any]:
+        recent = self.recent_reuse_ok_idle_s()
+        buckets = [0] * (len(IDLE_BUCKETS_S) + 1)
+        for value in recent:
+            buckets[bisect.bisect_left(IDLE_BUCKETS_S, value)] += 1
+        return {
+            "reuse_ok_count": self.reuse_ok_count,
+            "reuse_ok_max_idle_s": self.reuse_ok_max_idle_s,
+            "reuse_ok_recent_idle_s": recent,
+            "reuse_ok_recent_buckets": dict(
+                zip([*map(str, IDLE_BUCKETS_S), "+Inf"], buckets, strict=True)
+            ),
+            "idle_close_count": self.idle_close_count,
+            "idle_close_min_s": self.idle_close_min_s,
+            "idle_close_max_s": self.idle_close_max_s,
+        }
+
+
+class PeerRegistry:
+    """``PeerStats`` by ``(host, port)``; bounded, oldest peer forgotten first."""
+
+    __slots__ = ("_lock", "_max_peers", "_peers")
+
+    def __init__(self, max_peers: int = 1024) -> None:
+        self._peers: dict[tuple[str, int], PeerStats] = {}
+        self._max_peers = max_peers
+        self._lock = threading.Lock()
+
+    def get(self, host: str | None, port: int | None) -> PeerStats:
+        key = (host or "", port or 0)
+        stats = self._peers.get(key)
+        if stats is not None:
+            return stats
+        with self._lock:
+            stats = self._peers.get(key)
+            if stats is None:
+                if len(self._peers) >= self._max_peers:
+                    del self._peers[next(iter(self._peers))]
+                stats = self._peers[key] = PeerStats()
+            return stats
+
+    def snapshot(self) -> dict[tuple[str, int], dict[str, Any]]:
+        with self._lock:
+            items = list(self._peers.items())
+        return {key: stats.as_dict() for key, stats in items}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._peers.clear()
+
+
+class SocketFacts:
+    """Addresses and TLS facts read once from a freshly made connection."""
+
+    __slots__ = (
+        "local_address",
+        "local_port",
+        "peer_address",
+        "peer_port",
+        "socket_cookie",
+    )
+
+    def __init__(self) -> None:
+        self.peer_address: str | None = None
+        self.peer_port: int | None = None
+        self.local_address: str | None = None
+        self.local_port: int | None = None
+        self.socket_cookie: int | None = None
+
+
+def _split_address(addr: Any) -> tuple[str | None, int | None]:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host, port = addr[0], addr[1]
+        return (str(host) if host is not None else None), (
+            int(port) if isinstance(port, int) else None
+        )
+    return None, None
+
+
+def socket_facts(sock: Any, peername: Any = None, sockname: Any = None) -> SocketFacts:
+    """Peer/local address and ``SO_COOKIE`` of ``sock`` (any of them may be missing).
+
+    ``peername``/``sockname`` may be passed when the caller already has them
+    (asyncio transports cache both at creation). Never raises.
+    """
+    facts = SocketFacts()
+    if sock is not None:
+        if peername is None:
+            try:
+                peername = sock.getpeername()
+            except (OSError, AttributeError):
+                peername = None
+        if sockname is None:
+            try:
+                sockname = sock.getsockname()
+            except (OSError, AttributeError):
+                sockname = None
+        if SO_COOKIE is not None:
+            try:
+                raw = sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8)
+                facts.socket_cookie = int.from_bytes(raw, sys.byteorder) or None
+            except (OSError, AttributeError, TypeError, ValueError):
+                facts.socket_cookie = None
+    facts.peer_address, facts.peer_port = _split_address(peername)
+    facts.local_address, facts.local_port = _split_address(sockname)
+    return facts
+
+
+class ConnectionHistory:
+    """The life of one connection so far. Mutated only by its own hooks.
+
+    ``begin_request`` / ``end_request_ok`` run on every request and touch a few
+    slots each; everything else runs once per connection or only on a fault.
+    """
+
+    __slots__ = (
+        "active",
+        "alpn_negotiated",
+        "alpn_offered",
+        "broken",
+        "established_at",
+        "idle_before_request_s",
+        "idle_since",
+        "library",
+        "local_port",
+        "peer",
+        "peer_address",
+        "peer_port",
+        "request",
+        "request_started_at",
+        "requests_completed",
+        "reused_for_request",
+        "server_address",
+        "server_port",
+        "socket_cookie",
+        "tls_version",
+    )
+
+    def __init__(
+        self,
+        library: str,
+        server_address: str | None,
+        server_port: int | None,
+        peer: PeerStats,
+        established_at: float | None = None,
+    ) -> None:
+        self.library = library
+        self.server_address = server_address
+        self.server_port = server_port
+        self.peer = peer
+        self.established_at = time.monotonic() if established_at is None else established_at
+        self.idle_since: float | None = None
+        self.requests_completed = 0
+        self.active = 0
+        self.broken = False
+        """A request on it failed: the library is closing it, not the peer."""
+        self.request_started_at: float | None = None
+        self.idle_before_request_s: float | None = None
+        self.reused_for_request = False
+        self.request: Any = None
+        self.peer_address: str | None = None
+        self.peer_port: int | None = None
+        self.local_port: int | None = None
+        self.socket_cookie: int | None = None
+        self.tls_version: str | None = None
+        self.alpn_offered: tuple[str, ...] | None = None
+        self.alpn_negotiated: str | None = None
+
+    def set_socket(self, facts: SocketFacts) -> None:
+        self.peer_address = facts.peer_address
+        self.peer_port = facts.peer_port
+        self.local_port = facts.local_port
+        self.socket_cookie = facts.socket_cookie
+
+    def set_tls(self, ssl_object: Any, alpn_offered: tuple[str, ...] | None) -> None:
+        """TLS version and negotiated ALPN from an ``ssl.SSLObject``/``SSLSocket``."""
+        self.alpn_offered = alpn_offered
+        if ssl_object is None:
+            return
+        try:
+            self.tls_version = ssl_object.version()
+            self.alpn_negotiated = ssl_object.selected_alpn_protocol()
+        except (AttributeError, ValueError, OSError):
+            pass
+
+    # -- hot path ---------------------------------------------------------
+
+    def begin_request(self, now: float, request: Any = None, multiplexed: bool = False) -> None:
+        """A request starts on this connection.
+
+        An HTTP/1.1 connection carries one request at a time, so a start sets
+        ``active`` to 1 (a start the library then refused must not leave the
+        connection looking busy forever).
+        """
+        if self.requests_completed and not self.active:
+            self.reused_for_request = True
+            self.idle_before_request_s = now - self.idle_since  # type: ignore[operator]
+        else:
+            self.reused_for_request = self.requests_completed > 0
+            self.idle_before_request_s = None
+        self.request_started_at = now
+        self.request = request
+        self.active = self.active + 1 if multiplexed else 1
+
+    def end_request_ok(self, now: float) -> None:
+        """The request in flight completed; the connection goes back to the pool."""
+        self.requests_completed += 1
+        active = self.active - 1 if self.active > 0 else 0
+        self.active = active
+        if not active:
+            self.idle_since = now
+        idle = self.idle_before_request_s
+        if idle is not None:
+            self.peer.record_reuse_ok(idle)
+            self.idle_before_request_s = None
+        self.request = None
+
+    def end_request_failed(self) -> None:
+        self.broken = True
+        if self.active > 0:
+            self.active -= 1
+        self.request = None
+
+    @property
+    def idle_in_pool(self) -> bool:
+        """Sitting in the pool after a successful request."""
+        return not self.active and not self.broken and self.idle_since is not None
+
+    # -- fault path -------------------------------------------------------
+
+    def fault_fields(self, now: float, in_request: bool) -> dict[str, Any]:
+        """The history part of a snapshot, as of ``now``."""
+        if in_request:
+            reused: bool | None = self.reused_for_request
+            idle = self.idle_before_request_s if reused else None
+        else:
+            reused = self.requests_completed > 0
+            idle = None if self.idle_since is None else now - self.idle_since
+        return {
+            "peer_address": self.peer_address,
+            "peer_port": self.peer_port,
+            "local_port": self.local_port,
+            "socket_cookie": self.socket_cookie,
+            "connection_reused": reused,
+            "connection_idle_s": idle,
+            "connection_age_s": now - self.established_at if now > self.established_at else 0.0,
+            "connection_requests": self.requests_completed,
+            "alpn_offered": self.alpn_offered,
+            "alpn_negotiated": self.alpn_negotiated,
+            "tls_version": self.tls_version,
+        }

@@ -1,0 +1,84 @@
+"""Where the time of a connect went: a probe of the name lookup in progress.
+
+A lookup hook (aiohttp ``_resolve_host``, asyncio ``loop.getaddrinfo``,
+``socket.getaddrinfo``) records a :class:`DnsProbe` in a context variable of
+the task or thread doing the lookup. When a connect then fails, the connect
+hook asks :func:`probe_since` whether a lookup started during this connect and
+whether it was still running: that is how a generic ``ConnectTimeout`` becomes
+a ``dns_timeout`` with its question and duration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+
+from ._guard import report_internal_error
+
+__all__ = [
+    "DnsProbe",
+    "LookupListener",
+    "current_probe",
+    "lookup_listeners",
+    "probe_since",
+    "start_lookup",
+]
+
+
+class DnsProbe:
+    """One name lookup, as far as it got."""
+
+    __slots__ = ("ended_at", "error_type", "question", "resolver", "started_at")
+
+    def __init__(self, question: str, resolver: str) -> None:
+        self.question = question
+        self.resolver = resolver
+        self.started_at = time.monotonic()
+        self.ended_at: float | None = None
+        self.error_type: str | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.ended_at is None
+
+    def duration_s(self, now: float | None = None) -> float:
+        end = self.ended_at if self.ended_at is not None else (now or time.monotonic())
+        return max(0.0, end - self.started_at)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.ended_at = time.monotonic()
+        if error is not None:
+            cls = type(error)
+            self.error_type = f"{cls.__module__}.{cls.__qualname__}"
+        for listener in lookup_listeners:
+            try:
+                listener(self)
+            except Exception:
+                report_internal_error("dns lookup listener")
+
+
+LookupListener = Callable[[DnsProbe], None]
+lookup_listeners: list[LookupListener] = []
+"""Called with each finished lookup (the ``dns.lookup.duration`` metric)."""
+
+_current: ContextVar[DnsProbe | None] = ContextVar("seedance_otel_dns_probe", default=None)
+
+
+def start_lookup(question: str, resolver: str) -> DnsProbe:
+    probe = DnsProbe(question, resolver)
+    _current.set(probe)
+    return probe
+
+
+def current_probe() -> DnsProbe | None:
+    """The last lookup this task/thread started."""
+    return _current.get()
+
+
+def probe_since(started_at: float) -> DnsProbe | None:
+    """The lookup this task/thread started at or after ``started_at``, if any."""
+    probe = _current.get()
+    if probe is not None and probe.started_at >= started_at:
+        return probe
+    return None

@@ -1,0 +1,38 @@
+"""Find the library's request object in the caller's frames, on the fault path only.
+
+Some hooks that see a fault are not handed the request (aiohttp's
+``_release`` gets a key and a protocol). Passing the request along on every
+request would cost the happy path; instead, when - and only when - a fault is
+being recorded, we look up a few frames for the object the library itself is
+holding. Bounded in depth, read-only, and any failure just means the snapshot
+has no URL.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+__all__ = ["find_local"]
+
+
+def find_local(accept: Callable[[str, Any], bool], *, skip: int = 1, max_depth: int = 12) -> Any:
+    """The first local ``value`` (by name) up the stack for which ``accept(name, value)``."""
+    frame: FrameType | None
+    try:
+        frame = sys._getframe(skip + 1)
+    except ValueError:
+        return None
+    depth = 0
+    while frame is not None and depth < max_depth:
+        for name, value in frame.f_locals.items():
+            try:
+                if accept(name, value):
+                    return value
+            except Exception:  # an odd object's attribute access must not matter
+                continue
+        frame = frame.f_back
+        depth += 1
+    return None

@@ -1,0 +1,66 @@
+"""What happens when our own code fails: it is logged, rate-limited, and never raised.
+
+Hooks run inside the user's request. A bug in our bookkeeping must not turn a
+working request into a failing one, so every hook body is wrapped in
+``try: ... except Exception: report_internal_error(...)`` and the user's call
+stays outside that block. ``SEEDANCE_OTEL_STRICT=1`` (our test suite) re-raises
+instead, so a hidden failure cannot pass the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+__all__ = ["internal_error_count", "report_internal_error", "reset", "set_strict"]
+
+_logger = logging.getLogger("seedance_otel")
+
+_LOG_INTERVAL_S = 60.0
+_strict = False
+_lock = threading.Lock()
+_last_logged: dict[str, float] = {}
+_counts: dict[str, int] = {}
+
+
+def set_strict(strict: bool) -> None:
+    """Strict mode re-raises internal errors (tests only)."""
+    global _strict  # noqa: PLW0603 - one process-wide switch
+    _strict = strict
+
+
+def reset() -> None:
+    """Forget counts and rate-limit state (a new ``instrument()`` starts afresh)."""
+    with _lock:
+        _last_logged.clear()
+        _counts.clear()
+
+
+def report_internal_error(where: str) -> None:
+    """Log the exception being handled, at most once a minute per hook; count it.
+
+    Must be called from an ``except`` block. In strict mode the exception is
+    re-raised.
+    """
+    if _strict:
+        raise  # noqa: PLE0704 - called only from except blocks
+    now = time.monotonic()
+    with _lock:
+        _counts[where] = _counts.get(where, 0) + 1
+        last = _last_logged.get(where)
+        should_log = last is None or now - last >= _LOG_INTERVAL_S
+        if should_log:
+            _last_logged[where] = now
+    if should_log:
+        _logger.exception(
+            "seedance_otel: internal error in %s (the application is unaffected; "
+            "further errors here are logged at most once a minute)",
+            where,
+        )
+
+
+def internal_error_count() -> int:
+    """Internal errors seen so far (exposed through ``stats()``)."""
+    with _lock:
+        return sum(_counts.values())

@@ -1,0 +1,98 @@
+"""Install our hooks and put back exactly what was there before.
+
+Two kinds of hook, chosen by cost:
+
+* ``wrap`` installs a wrapt ``FunctionWrapper``: for hooks that run per new
+  connection or per fault, where clarity matters more than a microsecond.
+* ``replace`` installs a plain function made by a factory that closes over
+  the original: for the few hooks that run on *every request*. Measured in
+  the aiohttp sequential benchmark, a trivial wrapt wrapper on a per-request
+  method costs 2.5-3 us per request (the bound-wrapper object and its
+  attribute lookups, cold in a real workload), a plain function about 0.1 us.
+  The per-request budget is 3 us in total.
+
+``opentelemetry.instrumentation.utils.unwrap`` restores ``__wrapped__``, which
+for a ``staticmethod`` (``SSLContext.__new__``) is the bare function, not the
+original object, so we keep the class-dict entry we replaced and restore that
+- but only if our hook is still the one installed: if another tool wrapped on
+top of us, its wrapper stays and ours is switched off by ``enabled``.
+
+Per-connection state is kept in one attribute per library object, with a
+class-level default of ``None`` (``add_default``) so that reading it never
+misses. We never touch an instance's ``__dict__``: on CPython 3.11+ that
+materialises the dict and slows the library's own attribute access (measured:
++2 us per request on aiohttp).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+__all__ = ["PatchSet", "Wrapper"]
+
+_logger = logging.getLogger("seedance_otel")
+
+Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
+_MISSING = object()
+
+
+class PatchSet:
+    """The hooks one instrumentation module installed, and how to undo them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.enabled = False
+        self._applied: list[tuple[Any, str, Any, Any]] = []
+
+    def wrap(self, owner: type, attribute: str, wrapper: Wrapper) -> None:
+        """Wrap ``owner.attribute`` (defined on ``owner`` itself) with wrapt."""
+        original = owner.__dict__[attribute]
+        wrapt.wrap_function_wrapper(owner, attribute, wrapper)
+        self._applied.append((owner, attribute, original, owner.__dict__[attribute]))
+
+    def wrap_module_function(self, module: Any, attribute: str, wrapper: Wrapper) -> None:
+        """Wrap a function that other code calls through ``module.attribute``."""
+        original = module.__dict__[attribute]
+        wrapt.wrap_function_wrapper(module, attribute, wrapper)
+        self._applied.append((module, attribute, original, module.__dict__[attribute]))
+
+    def replace(
+        self, owner: type, attribute: str, factory: Callable[[Any], Callable[..., Any]]
+    ) -> None:
+        """Replace ``owner.attribute`` by ``factory(original)`` (a plain function)."""
+        original = owner.__dict__[attribute]
+        replacement = functools.update_wrapper(factory(original), original)
+        setattr(owner, attribute, replacement)
+        self._applied.append((owner, attribute, original, replacement))
+
+    def add_default(self, owner: type, attribute: str, value: Any) -> None:
+        """Give ``owner`` a class attribute it did not have (removed on restore)."""
+        if attribute in owner.__dict__:
+            raise RuntimeError(f"{owner.__qualname__}.{attribute} already exists")
+        setattr(owner, attribute, value)
+        self._applied.append((owner, attribute, _MISSING, value))
+
+    def restore(self) -> None:
+        """Put every original back (newest first)."""
+        self.enabled = False
+        while self._applied:
+            owner, attribute, original, installed = self._applied.pop()
+            if owner.__dict__.get(attribute, _MISSING) is not installed:
+                _logger.debug(
+                    "seedance_otel: %s.%s was replaced after us; leaving it in place",
+                    owner.__qualname__,
+                    attribute,
+                )
+            elif original is _MISSING:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, original)
+
+    @property
+    def count(self) -> int:
+        return len(self._applied)

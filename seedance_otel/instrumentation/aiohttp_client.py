@@ -1,0 +1,441 @@
+"""aiohttp: connection history and fault capture, per attempt, within budget.
+
+Two hooks run on every request, and both are plain functions with positional
+arguments (see ``_patching`` for why not wrapt there):
+
+* ``Connection.__init__`` - aiohttp hands a connection (new or pooled) to one
+  attempt. We stamp the start of its use on the ``ResponseHandler``'s
+  :class:`ConnectionHistory` (created on first use, with the socket's
+  addresses and TLS facts).
+* ``BaseConnector._release`` - the attempt gives the connection back. aiohttp
+  closes it (``should_close=True``) inside the ``except`` block that handles a
+  failed attempt, so the exception is ``sys.exc_info()`` there - including the
+  attempt that aiohttp then retries silently (idempotent requests after a reset
+  on a reused connection), which ``on_request_exception`` never shows.
+
+Everything else runs per new connection or only on a fault (wrapt):
+
+* ``TCPConnector._create_connection`` - DNS, refused, TLS and reset-on-connect
+  failures, with the request at hand.
+* ``aiohttp.connector.ceil_timeout`` - the connect and sock_connect timeouts
+  (used only when a new connection is needed): a ``TimeoutError`` leaving it
+  is a connect, DNS or pool timeout, told apart by where the cancelled task was.
+* ``BaseConnector._wait_for_available_connection`` - runs only when the pool
+  is full; marks the pool phase.
+* ``TCPConnector._resolve_host`` - times name resolution (DNS split).
+* ``ResponseHandler.connection_lost`` - a peer closing an *idle* pooled
+  connection (aiohttp clears ``transport`` before closing one itself).
+* ``TimerContext.timeout`` - fires only when the total timeout expires; marks
+  the task so the ``CancelledError`` that follows reads as a timeout.
+
+A many-signal ``TraceConfig`` costs about 10 us per request; see
+``benchmarks/`` for what these cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+import time
+import weakref
+from typing import Any
+
+from .. import _dns, _runtime
+from .._capture import capture_fault, capture_idle_close
+from .._classify import HookFacts
+from .._connection import ConnectionHistory, socket_facts
+from .._frames import find_local
+from .._guard import report_internal_error
+from .._snapshot import Phase
+from ._patching import PatchSet
+from .ssl_alpn import alpn_offered_by, mark_offered
+
+__all__ = ["install", "uninstall"]
+
+LIBRARY = "aiohttp"
+_HISTORY = "_seedance_history"
+_patches = PatchSet(LIBRARY)
+_timed_out_tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+_pool_wait_started: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "seedance_otel_aiohttp_pool_wait", default=0.0
+)
+"""When this task last started waiting for a free pool slot (0.0: never)."""
+_monotonic = time.monotonic
+
+
+# -- per attempt ------------------------------------------------------------
+
+
+def _make_connection_init(original: Any) -> Any:
+    def __init__(
+        self: Any, connector: Any, key: Any, protocol: Any, *args: Any, **kw: Any
+    ) -> None:
+        original(self, connector, key, protocol, *args, **kw)
+        if _patches.enabled:
+            try:
+                history = protocol._seedance_history
+                if history is None:
+                    history = _new_history(protocol, key)
+                history.begin_request(_monotonic())
+            except Exception:
+                report_internal_error("aiohttp Connection")
+
+    return __init__
+
+
+def _make_release(original: Any) -> Any:
+    def _release(self: Any, key: Any, protocol: Any, *args: Any, **kw: Any) -> Any:
+        if _patches.enabled:
+            try:
+                history = getattr(protocol, _HISTORY, None)
+                if history is not None and history.active:
+                    if kw and kw.get("should_close"):
+                        _on_close(history, protocol)
+                    else:
+                        history.end_request_ok(_monotonic())
+            except Exception:
+                report_internal_error("aiohttp release")
+        return original(self, key, protocol, *args, **kw)
+
+    return _release
+
+
+def _on_close(history: ConnectionHistory, protocol: Any) -> None:
+    """aiohttp closes the connection of an attempt: failed, or given up on."""
+    exc = sys.exc_info()[1]
+    if exc is not None:
+        _on_attempt_failed(history, exc)
+        history.end_request_failed()
+    elif protocol.should_close:
+        history.end_request_failed()  # closed before the response was complete
+    else:
+        history.end_request_ok(_monotonic())
+
+
+def _new_history(protocol: Any, key: Any) -> ConnectionHistory:
+    host, port = getattr(key, "host", None), getattr(key, "port", None)
+    history = ConnectionHistory(LIBRARY, host, port, _runtime.peer_for(host, port))
+    transport = protocol.transport
+    if transport is not None:
+        history.set_socket(
+            socket_facts(
+                transport.get_extra_info("socket"),
+                transport.get_extra_info("peername"),
+                transport.get_extra_info("sockname"),
+            )
+        )
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            history.set_tls(ssl_object, alpn_offered_by(getattr(ssl_object, "context", None)))
+    protocol._seedance_history = history
+    return history
+
+
+def _is_request(name: str, value: Any) -> bool:
+    cls = type(value).__name__
+    return (name == "req" and cls.endswith("ClientRequest")) or (
+        name == "self" and cls.endswith("ClientResponse")
+    )
+
+
+def _request_in_frames() -> Any:
+    """The ``ClientRequest``/``ClientResponse`` of the failing attempt (fault path)."""
+    return find_local(_is_request, skip=2)
+
+
+def _on_attempt_failed(history: ConnectionHistory, exc: BaseException) -> None:
+    if _runtime.RUNTIME is None:
+        return
+    phase = (
+        Phase.RESPONSE.value if type(exc).__name__ == "ClientPayloadError" else Phase.REQUEST.value
+    )
+    capture_fault(
+        library=LIBRARY,
+        exc=exc,
+        facts=HookFacts(
+            phase=phase,
+            new_connection=not history.reused_for_request,
+            handshake_done=True,
+            alpn_offered=history.alpn_offered,
+            alpn_negotiated=history.alpn_negotiated,
+            timed_out=_task_timed_out(exc),
+        ),
+        history=history,
+        request=_request_in_frames(),
+    )
+
+
+def _task_timed_out(exc: BaseException) -> bool:
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    return task is not None and task in _timed_out_tasks
+
+
+# -- per new connection: connect-phase faults -------------------------------
+
+
+def _ssl_context_for(connector: Any, req: Any) -> Any:
+    if req is None or not req.is_ssl():
+        return None
+    get_context = getattr(connector, "_get_ssl_context", None)
+    return get_context(req) if get_context is not None else None
+
+
+def _record_connect_fault(
+    connector: Any, req: Any, exc: BaseException, started_at: float | None
+) -> None:
+    if _runtime.RUNTIME is None:
+        return
+    waited = _pool_wait_started.get()
+    phase = Phase.POOL.value if waited and (started_at is None or waited >= started_at) else None
+    extra: dict[str, Any] = {}
+    probe = _dns.probe_since(started_at) if started_at is not None else _dns.current_probe()
+    if probe is not None:
+        extra["dns_question"] = probe.question
+        if probe.in_progress or probe.error_type is not None:
+            phase = Phase.DNS.value
+            extra["dns_duration_s"] = probe.duration_s()
+    offered = None
+    if req is not None:
+        offered = alpn_offered_by(_ssl_context_for(connector, req))
+    if offered is not None:
+        extra["alpn_offered"] = offered
+    capture_fault(
+        library=LIBRARY,
+        exc=exc,
+        facts=HookFacts(
+            phase=phase,
+            new_connection=True,
+            handshake_done=False,
+            alpn_offered=offered,
+            timed_out=_task_timed_out(exc),
+        ),
+        request=req,
+        server_address=req.url.raw_host if req is not None else None,
+        server_port=req.port if req is not None else None,
+        extra=extra,
+    )
+
+
+def _create_connection(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    return _create_connection_and_record(wrapped, instance, args, kwargs)
+
+
+async def _create_connection_and_record(
+    wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    started_at = _monotonic()
+    try:
+        return await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        # A plain CancelledError here is the caller giving up, or a connect
+        # timeout that ``ceil_timeout`` (below) turns into TimeoutError and
+        # records; only the total timeout is recognised here.
+        if not isinstance(exc, asyncio.CancelledError) or _task_timed_out(exc):
+            try:
+                _record_connect_fault(
+                    connector, args[0] if args else kwargs.get("req"), exc, started_at
+                )
+            except Exception:
+                report_internal_error("aiohttp create connection")
+        raise
+
+
+class _ObservedTimeout:
+    """``ceil_timeout``'s context manager, watched for the TimeoutError it raises."""
+
+    __slots__ = ("_inner", "_started_at")
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._started_at = _monotonic()
+
+    async def __aenter__(self) -> Any:
+        return await self._inner.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self._inner.__aexit__(*exc_info)
+        except asyncio.TimeoutError as exc:
+            try:
+                req = find_local(lambda n, v: n == "req" and hasattr(v, "is_ssl"), skip=1)
+                connector = find_local(
+                    lambda n, v: n == "self" and hasattr(v, "_get_ssl_context"), skip=1
+                )
+                _record_connect_fault(connector, req, exc, self._started_at)
+            except Exception:
+                report_internal_error("aiohttp connect timeout")
+            raise
+
+
+def _ceil_timeout(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    inner = wrapped(*args, **kwargs)
+    if not _patches.enabled:
+        return inner
+    return _ObservedTimeout(inner)
+
+
+def _wait_for_available_connection(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    return _wait_and_mark(wrapped, args, kwargs)
+
+
+async def _wait_and_mark(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # The mark outlives this call on purpose: a connect timeout that fires
+    # while we wait surfaces later, from ceil_timeout in connect().
+    _pool_wait_started.set(_monotonic())
+    try:
+        return await wrapped(*args, **kwargs)
+    except asyncio.CancelledError as exc:
+        if _task_timed_out(exc):  # the total timeout, while queued for a connection
+            try:
+                req = find_local(lambda n, v: n == "req" and hasattr(v, "is_ssl"), skip=1)
+                _record_connect_fault(None, req, exc, None)
+            except Exception:
+                report_internal_error("aiohttp pool wait")
+        raise
+
+
+# -- per connection: the peer closes an idle pooled connection ----------------
+
+
+def _connection_lost(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if _patches.enabled:
+        try:
+            history = getattr(instance, _HISTORY, None)
+            # aiohttp sets ``transport`` to None before closing a connection
+            # itself; still set means the peer (or the network) ended it.
+            if history is not None and history.idle_in_pool and instance.transport is not None:
+                capture_idle_close(
+                    library=LIBRARY,
+                    history=history,
+                    exc=args[0] if args else kwargs.get("exc"),
+                )
+        except Exception:
+            report_internal_error("aiohttp connection_lost")
+    return wrapped(*args, **kwargs)
+
+
+# -- per new connection: DNS ----------------------------------------------------
+
+
+def _resolve_host(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    return _resolve_and_record(wrapped, instance, args, kwargs)
+
+
+async def _resolve_and_record(
+    wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    probe = None
+    try:
+        host = args[0] if args else kwargs.get("host")
+        resolver = type(getattr(connector, "_resolver", None)).__name__
+        probe = _dns.start_lookup(str(host), f"aiohttp.{resolver}")
+    except Exception:
+        report_internal_error("aiohttp resolve (start)")
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        if probe is not None and not isinstance(exc, asyncio.CancelledError):
+            try:
+                probe.finish(exc)
+            except Exception:
+                report_internal_error("aiohttp resolve (failure)")
+        raise
+    if probe is not None:
+        try:
+            probe.finish()
+        except Exception:
+            report_internal_error("aiohttp resolve")
+    return result
+
+
+# -- total timeout ---------------------------------------------------------------
+
+
+def _make_timer_timeout(original: Any) -> Any:
+    # A plain function, not wrapt: aiohttp reads ``timer.timeout`` on every
+    # request to register it as a callback, and a wrapt descriptor would build
+    # a bound wrapper each time.
+    def timeout(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _patches.enabled:
+            try:
+                for task in getattr(self, "_tasks", ()):
+                    _timed_out_tasks.add(task)
+            except Exception:
+                report_internal_error("aiohttp TimerContext.timeout")
+        return original(self, *args, **kwargs)
+
+    return timeout
+
+
+# -- install ---------------------------------------------------------------------
+
+
+def _mark_default_contexts(connector_module: Any) -> None:
+    """aiohttp builds its default SSL contexts at import, maybe before us.
+
+    Rebuild one the way aiohttp does (with our ALPN hook installed) to learn
+    what they offer, instead of hard-coding it.
+    """
+    make = getattr(connector_module, "_make_ssl_context", None)
+    if make is None:
+        return
+    for verified, name in ((True, "_SSL_CONTEXT_VERIFIED"), (False, "_SSL_CONTEXT_UNVERIFIED")):
+        existing = getattr(connector_module, name, None)
+        if existing is None or alpn_offered_by(existing) is not None:
+            continue
+        probe = make(verified)
+        offered = alpn_offered_by(probe)
+        if offered is not None:
+            mark_offered(existing, offered)
+
+
+def install(module: Any = None) -> None:
+    """Hook aiohttp (called when aiohttp is imported, or at once if it already is)."""
+    if _patches.count:
+        return
+    from aiohttp import client_proto, connector, helpers
+
+    _patches.add_default(client_proto.ResponseHandler, _HISTORY, None)
+    # Per request: plain functions (see _patching for the measured reason).
+    _patches.replace(connector.Connection, "__init__", _make_connection_init)
+    _patches.replace(connector.BaseConnector, "_release", _make_release)
+    _patches.replace(helpers.TimerContext, "timeout", _make_timer_timeout)
+    # Per new connection or per fault: wrapt.
+    _patches.wrap(connector.TCPConnector, "_create_connection", _create_connection)
+    _patches.wrap(
+        connector.BaseConnector, "_wait_for_available_connection", _wait_for_available_connection
+    )
+    _patches.wrap(connector.TCPConnector, "_resolve_host", _resolve_host)
+    _patches.wrap(client_proto.ResponseHandler, "connection_lost", _connection_lost)
+    _patches.wrap_module_function(connector, "ceil_timeout", _ceil_timeout)
+    _patches.enabled = True
+    try:
+        _mark_default_contexts(connector)
+    except Exception:
+        report_internal_error("aiohttp default SSL contexts")
+
+
+def uninstall() -> None:
+    _patches.restore()

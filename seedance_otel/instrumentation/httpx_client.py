@@ -1,0 +1,450 @@
+"""httpx (through httpcore 1.x): connection history and fault capture, async and sync.
+
+httpx hands every request to httpcore, so the hooks sit on httpcore classes.
+Each wrapper below is a plain function used for both the async and the sync
+class: the per-request ones do their work *before* calling the original and
+return its result untouched (a coroutine for the async class), so one body
+serves both and no extra coroutine frame is paid per request.
+
+Why these hooks (httpcore 1.0):
+
+* ``HTTPConnection._connect`` (per new connection) makes the TCP and TLS
+  connection. We pass our own ``trace`` extension for its duration (httpcore's
+  public hook) to learn the phase (``connect_tcp`` / ``start_tls``), the TCP
+  stream before TLS (its peer address, for a failed handshake) and the SSL
+  context (what ALPN it offers). Addresses are read here, once: httpcore reads
+  them lazily and fails after a RST.
+* ``HTTP11Connection.handle_request`` (and HTTP/2) marks a request starting:
+  reused or not, idle for how long.
+* ``HTTP11Connection._response_closed`` runs once per request on every path.
+  On failure httpcore calls it inside the ``except`` block that handles the
+  error, whether it came from sending, from the response headers or from the
+  body stream, so the exception is ``sys.exc_info()`` there.
+* ``HTTP11Connection.aclose``/``close`` with the socket readable while idle
+  is the peer having closed a pooled connection.
+* ``AsyncEvent.wait``/``Event.wait`` only run when the pool is exhausted; a
+  ``PoolTimeout`` raised there is recorded as ``pool_timeout``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import FrameType, TracebackType
+from typing import Any
+
+from .. import _dns, _runtime
+from .._capture import capture_fault, capture_idle_close
+from .._classify import HookFacts
+from .._connection import ConnectionHistory, socket_facts
+from .._guard import report_internal_error
+from .._snapshot import Phase
+from ._patching import PatchSet
+from .ssl_alpn import alpn_offered_by
+
+__all__ = ["install", "uninstall"]
+
+LIBRARY = "httpx"
+_HISTORY = "_seedance_history"
+_patches = PatchSet(LIBRARY)
+_monotonic = time.monotonic
+
+
+# -- per new connection: _connect ---------------------------------------------
+
+
+class _ConnectObserver:
+    """Our ``trace`` extension while httpcore connects; chains to the user's."""
+
+    __slots__ = ("phase", "ssl_context", "started_at", "tcp_stream", "user_trace")
+
+    def __init__(self, user_trace: Any) -> None:
+        self.user_trace = user_trace
+        self.phase: str = Phase.CONNECT.value
+        self.tcp_stream: Any = None
+        self.ssl_context: Any = None
+        self.started_at = _monotonic()
+
+    def observe(self, name: str, info: dict[str, Any]) -> None:
+        try:
+            if name == "connection.connect_tcp.complete":
+                self.tcp_stream = info.get("return_value")
+            elif name == "connection.start_tls.started":
+                self.phase = Phase.TLS.value
+                self.ssl_context = info.get("ssl_context")
+        except Exception:
+            report_internal_error("httpx connect trace")
+
+    def sync_trace(self, name: str, info: dict[str, Any]) -> None:
+        self.observe(name, info)
+        if self.user_trace is not None:
+            self.user_trace(name, info)
+
+    async def async_trace(self, name: str, info: dict[str, Any]) -> None:
+        self.observe(name, info)
+        if self.user_trace is not None:
+            await self.user_trace(name, info)
+
+
+def _request_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[0] if args else kwargs.get("request")
+
+
+def _install_observer(request: Any, is_async: bool) -> _ConnectObserver | None:
+    try:
+        extensions = request.extensions
+        observer = _ConnectObserver(extensions.get("trace"))
+        extensions["trace"] = observer.async_trace if is_async else observer.sync_trace
+        return observer
+    except Exception:
+        report_internal_error("httpx connect (trace install)")
+        return None
+
+
+def _remove_observer(request: Any, observer: _ConnectObserver | None) -> None:
+    if observer is None:
+        return
+    try:
+        if observer.user_trace is None:
+            request.extensions.pop("trace", None)
+        else:
+            request.extensions["trace"] = observer.user_trace
+    except Exception:
+        report_internal_error("httpx connect (trace remove)")
+
+
+def _connect_async(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    return _connect_async_and_record(wrapped, instance, args, kwargs)
+
+
+async def _connect_async_and_record(
+    wrapped: Any, connection: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    request = _request_arg(args, kwargs)
+    observer = _install_observer(request, is_async=True)
+    try:
+        stream = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _remove_observer(request, observer)
+        _after_connect_failed(connection, request, observer, exc)
+        raise
+    _remove_observer(request, observer)
+    _after_connect(connection, stream, observer)
+    return stream
+
+
+def _connect_sync(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    request = _request_arg(args, kwargs)
+    observer = _install_observer(request, is_async=False)
+    try:
+        stream = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _remove_observer(request, observer)
+        _after_connect_failed(instance, request, observer, exc)
+        raise
+    _remove_observer(request, observer)
+    _after_connect(instance, stream, observer)
+    return stream
+
+
+def _origin(connection: Any) -> tuple[str | None, int | None]:
+    origin = getattr(connection, "_origin", None)
+    if origin is None:
+        return None, None
+    host = origin.host.decode("ascii", "replace") if isinstance(origin.host, bytes) else None
+    return host, origin.port
+
+
+def _stream_socket_facts(stream: Any) -> Any:
+    def info(name: str) -> Any:
+        try:
+            return stream.get_extra_info(name)
+        except Exception:  # lazily read; may fail once the peer is gone
+            return None
+
+    return socket_facts(info("socket"), info("server_addr"), info("client_addr"))
+
+
+def _after_connect(connection: Any, stream: Any, observer: _ConnectObserver | None) -> None:
+    try:
+        host, port = _origin(connection)
+        history = ConnectionHistory(LIBRARY, host, port, _runtime.peer_for(host, port))
+        history.set_socket(_stream_socket_facts(stream))
+        ssl_object = stream.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            context = observer.ssl_context if observer is not None else None
+            if context is None:
+                context = getattr(ssl_object, "context", None)
+            history.set_tls(ssl_object, alpn_offered_by(context))
+        setattr(stream, _HISTORY, history)
+    except Exception:
+        report_internal_error("httpx connect")
+
+
+def _after_connect_failed(
+    connection: Any, request: Any, observer: _ConnectObserver | None, exc: BaseException
+) -> None:
+    try:
+        if _runtime.RUNTIME is None:
+            return
+        host, port = _origin(connection)
+        phase = observer.phase if observer is not None else None
+        extra: dict[str, Any] = {}
+        if observer is not None:
+            probe = _dns.probe_since(observer.started_at)
+            if probe is not None:
+                extra["dns_question"] = probe.question
+                if probe.in_progress or probe.error_type is not None:
+                    phase = Phase.DNS.value
+                    extra["dns_duration_s"] = probe.duration_s()
+            if observer.tcp_stream is not None:
+                facts = _stream_socket_facts(observer.tcp_stream)
+                extra.update(
+                    peer_address=facts.peer_address,
+                    peer_port=facts.peer_port,
+                    local_port=facts.local_port,
+                    socket_cookie=facts.socket_cookie,
+                )
+        offered = alpn_offered_by(observer.ssl_context) if observer is not None else None
+        if offered is not None:
+            extra["alpn_offered"] = offered
+        capture_fault(
+            library=LIBRARY,
+            exc=exc,
+            facts=HookFacts(
+                phase=phase,
+                new_connection=True,
+                handshake_done=False,
+                alpn_offered=offered,
+            ),
+            request=request,
+            server_address=host,
+            server_port=port,
+            extra=extra,
+        )
+    except Exception:
+        report_internal_error("httpx connect (failure)")
+
+
+# -- per request ----------------------------------------------------------------
+
+
+def _attach_history(connection: Any) -> ConnectionHistory | None:
+    """First request on an HTTP connection: adopt the history made at connect."""
+    history: ConnectionHistory | None = getattr(connection._network_stream, _HISTORY, None)
+    if history is not None:
+        connection._seedance_history = history
+    return history
+
+
+def _make_request_started(multiplexed: bool) -> Any:
+    def factory(original: Any) -> Any:
+        # Works for the async and the sync class alike: the work is done before
+        # the call, and the original's result (a coroutine for the async class)
+        # is returned untouched.
+        def request_started(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _patches.enabled:
+                try:
+                    history = self._seedance_history
+                    if history is None:
+                        history = _attach_history(self)
+                    if history is not None:
+                        history.begin_request(
+                            _monotonic(), args[0] if args else kwargs.get("request"), multiplexed
+                        )
+                except Exception:
+                    report_internal_error("httpx request start")
+            return original(self, *args, **kwargs)
+
+        return request_started
+
+    return factory
+
+
+def _make_response_closed(original: Any) -> Any:
+    def response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _patches.enabled:
+            try:
+                history = self._seedance_history
+                if history is not None and history.active:
+                    exc = sys.exc_info()[1]
+                    if exc is None:
+                        history.end_request_ok(_monotonic())
+                    else:
+                        _on_request_failed(history, exc)
+                        history.end_request_failed()
+            except Exception:
+                report_internal_error("httpx response closed")
+        return original(self, *args, **kwargs)
+
+    return response_closed
+
+
+def _raised_in_body(tb: TracebackType | None) -> bool:
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in ("_receive_response_body", "__aiter__", "__iter__"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _on_request_failed(history: ConnectionHistory, exc: BaseException) -> None:
+    if _runtime.RUNTIME is None:
+        return
+    phase = Phase.RESPONSE.value if _raised_in_body(exc.__traceback__) else Phase.REQUEST.value
+    capture_fault(
+        library=LIBRARY,
+        exc=exc,
+        facts=HookFacts(
+            phase=phase,
+            new_connection=not history.reused_for_request,
+            handshake_done=True,
+            alpn_offered=history.alpn_offered,
+            alpn_negotiated=history.alpn_negotiated,
+        ),
+        history=history,
+    )
+
+
+# -- per closed connection: did the peer close it while idle? -------------------
+
+
+def _connection_closing(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if _patches.enabled:
+        try:
+            history = instance.__dict__.get(_HISTORY)
+            if history is not None and history.idle_in_pool and _runtime.RUNTIME is not None:
+                stream = getattr(instance, "_network_stream", None)
+                # A readable socket on an idle HTTP/1.1 connection can only
+                # mean EOF (or RST) from the peer: httpcore's own test.
+                if stream is not None and stream.get_extra_info("is_readable"):
+                    capture_idle_close(library=LIBRARY, history=history, exc=None)
+        except Exception:
+            report_internal_error("httpx connection close")
+    return wrapped(*args, **kwargs)
+
+
+# -- pool exhaustion --------------------------------------------------------------
+
+
+def _pool_request_in(frame: FrameType | None) -> Any:
+    """The ``PoolRequest`` waiting in a caller frame (fault path only)."""
+    depth = 0
+    while frame is not None and depth < 6:
+        candidate = frame.f_locals.get("self")
+        if candidate is not None and type(candidate).__name__.endswith("PoolRequest"):
+            return getattr(candidate, "request", None)
+        frame = frame.f_back
+        depth += 1
+    return None
+
+
+def _record_pool_timeout(exc: BaseException, frame: FrameType | None) -> None:
+    try:
+        if _runtime.RUNTIME is None or type(exc).__name__ != "PoolTimeout":
+            return
+        request = _pool_request_in(frame)
+        host = port = None
+        if request is not None:
+            url = request.url
+            host = url.host.decode("ascii", "replace") if isinstance(url.host, bytes) else None
+            port = url.port
+        capture_fault(
+            library=LIBRARY,
+            exc=exc,
+            facts=HookFacts(phase=Phase.POOL.value),
+            request=request,
+            server_address=host,
+            server_port=port,
+        )
+    except Exception:
+        report_internal_error("httpx pool timeout")
+
+
+def _event_wait_async(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    return _event_wait_async_and_record(wrapped, args, kwargs)
+
+
+async def _event_wait_async_and_record(
+    wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        return await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _record_pool_timeout(exc, sys._getframe(1))
+        raise
+
+
+def _event_wait_sync(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _record_pool_timeout(exc, sys._getframe(1))
+        raise
+
+
+# -- install -------------------------------------------------------------------------
+
+
+def install(module: Any = None) -> None:
+    """Wrap httpcore (called when it is imported, or at once if it already is)."""
+    if _patches.count:
+        return
+    import httpcore._async.connection as async_connection
+    import httpcore._async.http11 as async_http11
+    import httpcore._backends.anyio as anyio_backend
+    import httpcore._backends.sync as sync_backend
+    import httpcore._sync.connection as sync_connection
+    import httpcore._sync.http11 as sync_http11
+    import httpcore._synchronization as synchronization
+
+    _patches.add_default(anyio_backend.AnyIOStream, _HISTORY, None)
+    _patches.add_default(sync_backend.SyncStream, _HISTORY, None)
+    _patches.wrap(async_connection.AsyncHTTPConnection, "_connect", _connect_async)
+    _patches.wrap(sync_connection.HTTPConnection, "_connect", _connect_sync)
+    connection_classes: list[tuple[type, str, str | None, bool]] = [
+        (async_http11.AsyncHTTP11Connection, "handle_async_request", "aclose", False),
+        (sync_http11.HTTP11Connection, "handle_request", "close", False),
+    ]
+    try:
+        import httpcore._async.http2 as async_http2
+        import httpcore._sync.http2 as sync_http2
+    except ImportError:  # the optional h2 package is not installed
+        pass
+    else:
+        connection_classes += [
+            (async_http2.AsyncHTTP2Connection, "handle_async_request", None, True),
+            (sync_http2.HTTP2Connection, "handle_request", None, True),
+        ]
+    for cls, start, close, multiplexed in connection_classes:
+        _patches.add_default(cls, _HISTORY, None)
+        # Per request: plain functions (see _patching for the measured reason).
+        _patches.replace(cls, start, _make_request_started(multiplexed))
+        _patches.replace(cls, "_response_closed", _make_response_closed)
+        if close is not None:
+            _patches.wrap(cls, close, _connection_closing)
+    _patches.wrap(synchronization.AsyncEvent, "wait", _event_wait_async)
+    _patches.wrap(synchronization.Event, "wait", _event_wait_sync)
+    _patches.enabled = True
+
+
+def uninstall() -> None:
+    _patches.restore()
