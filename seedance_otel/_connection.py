@@ -217,10 +217,12 @@ class ConnectionHistory:
     """
 
     __slots__ = (
+        "__weakref__",
         "active",
         "alpn_negotiated",
         "alpn_offered",
         "broken",
+        "closed",
         "established_at",
         "idle_before_request_s",
         "idle_since",
@@ -256,6 +258,7 @@ class ConnectionHistory:
         self.requests_completed = 0
         self.active = 0
         self.broken = False
+        self.closed = False
         """A request on it failed: the library is closing it, not the peer."""
         self.request_started_at: float | None = None
         self.idle_before_request_s: float | None = None
@@ -351,4 +354,8 @@ class ConnectionHistory:
             "alpn_offered": self.alpn_offered,
             "alpn_negotiated": self.alpn_negotiated,
             "tls_version": self.tls_version,
+            "peer_reuse_ok_max_idle_s": self.peer.reuse_ok_max_idle_s
+            if self.peer.reuse_ok_count
+            else None,
+            "peer_reuse_ok_count": self.peer.reuse_ok_count,
         }

@@ -8,16 +8,18 @@ listener cannot stop the others or reach the application.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from ._config import Settings
-from ._connection import PeerRegistry, PeerStats
+from ._connection import ConnectionHistory, PeerRegistry, PeerStats
 from ._guard import internal_error_count, report_internal_error
 from ._ring import RingBuffer
 from ._snapshot import ResetContextSnapshot
+from .exporting.metrics import Metrics
 
-__all__ = ["RUNTIME", "Runtime", "peer_for"]
+__all__ = ["RUNTIME", "Runtime", "connection_closed", "connection_opened", "peer_for"]
 
 Listener = Callable[[ResetContextSnapshot], None]
 
@@ -34,6 +36,10 @@ class Runtime:
         self.listeners: list[Listener] = []
         self.notes: list[str] = []
         """Human-readable limits found at start (e.g. uvloop), reported once."""
+        self.metrics: Metrics | None = None
+        if settings.metrics:
+            self.metrics = Metrics(self, self.providers.get("meter_provider"))
+            self.listeners.append(self.metrics.on_snapshot)
 
     def publish(self, snapshot: ResetContextSnapshot) -> None:
         self.ring.append(snapshot)
@@ -67,6 +73,23 @@ class Runtime:
 
 
 RUNTIME: Runtime | None = None
+
+
+def connection_opened(history: ConnectionHistory) -> None:
+    """A new connection has a history (per new connection, not per request)."""
+    runtime = RUNTIME
+    if runtime is not None and runtime.metrics is not None:
+        runtime.metrics.on_connection_opened(history)
+
+
+def connection_closed(history: ConnectionHistory) -> None:
+    """A connection with a history closed, whoever closed it."""
+    if history.closed:
+        return
+    history.closed = True
+    runtime = RUNTIME
+    if runtime is not None and runtime.metrics is not None:
+        runtime.metrics.on_connection_closed(history, time.monotonic() - history.established_at)
 
 
 def peer_for(host: str | None, port: int | None) -> PeerStats:

@@ -102,6 +102,11 @@ class ResetContextSnapshot:
     errno: int | None = None
     dns_question: str | None = None
     dns_duration_s: float | None = None
+    peer_reuse_ok_max_idle_s: float | None = None
+    """Longest idle time after which a reuse of a connection to this peer still
+    succeeded, as of the fault (the lower bracket of the peer's idle timeout)."""
+    peer_reuse_ok_count: int | None = None
+    """Successful reuses of connections to this peer, as of the fault."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready mapping (enum as its value, tuple as a list)."""

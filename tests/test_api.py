@@ -43,6 +43,9 @@ DESIGN_FIELDS = {
     "error_message": "str",
     "dns_question": "str | None",
     "dns_duration_s": "float | None",
+    # Additions beyond the design table (see CHANGELOG):
+    "peer_reuse_ok_max_idle_s": "float | None",
+    "peer_reuse_ok_count": "int | None",
 }
 
 

@@ -129,6 +129,7 @@ def _new_history(protocol: Any, key: Any) -> ConnectionHistory:
         if ssl_object is not None:
             history.set_tls(ssl_object, alpn_offered_by(getattr(ssl_object, "context", None)))
     protocol._seedance_history = history
+    _runtime.connection_opened(history)
     return history
 
 
@@ -319,14 +320,16 @@ def _connection_lost(
     if _patches.enabled:
         try:
             history = getattr(instance, _HISTORY, None)
-            # aiohttp sets ``transport`` to None before closing a connection
-            # itself; still set means the peer (or the network) ended it.
-            if history is not None and history.idle_in_pool and instance.transport is not None:
-                capture_idle_close(
-                    library=LIBRARY,
-                    history=history,
-                    exc=args[0] if args else kwargs.get("exc"),
-                )
+            if history is not None:
+                # aiohttp sets ``transport`` to None before closing a connection
+                # itself; still set means the peer (or the network) ended it.
+                if history.idle_in_pool and instance.transport is not None:
+                    capture_idle_close(
+                        library=LIBRARY,
+                        history=history,
+                        exc=args[0] if args else kwargs.get("exc"),
+                    )
+                _runtime.connection_closed(history)
         except Exception:
             report_internal_error("aiohttp connection_lost")
     return wrapped(*args, **kwargs)

@@ -185,6 +185,7 @@ def _after_connect(connection: Any, stream: Any, observer: _ConnectObserver | No
                 context = getattr(ssl_object, "context", None)
             history.set_tls(ssl_object, alpn_offered_by(context))
         setattr(stream, _HISTORY, history)
+        _runtime.connection_opened(history)
     except Exception:
         report_internal_error("httpx connect")
 
@@ -322,13 +323,15 @@ def _connection_closing(
 ) -> Any:
     if _patches.enabled:
         try:
-            history = instance.__dict__.get(_HISTORY)
-            if history is not None and history.idle_in_pool and _runtime.RUNTIME is not None:
-                stream = getattr(instance, "_network_stream", None)
-                # A readable socket on an idle HTTP/1.1 connection can only
-                # mean EOF (or RST) from the peer: httpcore's own test.
-                if stream is not None and stream.get_extra_info("is_readable"):
-                    capture_idle_close(library=LIBRARY, history=history, exc=None)
+            history = getattr(instance, _HISTORY, None)
+            if history is not None:
+                if history.idle_in_pool and _runtime.RUNTIME is not None:
+                    stream = getattr(instance, "_network_stream", None)
+                    # A readable socket on an idle HTTP/1.1 connection can only
+                    # mean EOF (or RST) from the peer: httpcore's own test.
+                    if stream is not None and stream.get_extra_info("is_readable"):
+                        capture_idle_close(library=LIBRARY, history=history, exc=None)
+                _runtime.connection_closed(history)
         except Exception:
             report_internal_error("httpx connection close")
     return wrapped(*args, **kwargs)

@@ -1,0 +1,1 @@
+"""Getting snapshots out of the process: wire attributes, metrics, the shipper and its sinks."""

@@ -1,0 +1,117 @@
+"""A snapshot on the wire: the attribute names of DESIGN.md §3, both ways.
+
+Each snapshot becomes one OTel log record (``event_name`` =
+``seedance.connection.fault``) and one span event, both carrying these
+attributes. Names follow the semantic conventions where one exists
+(``server.address``, ``network.peer.address``, ``error.type``,
+``tls.protocol.version`` ...) and ``seedance.*`` otherwise. Durations are in
+seconds. :func:`snapshot_from_attributes` reverses the mapping (the receiver
+and ``diagnose`` use it), so the JSONL written from OTLP is the same as the
+JSONL written in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .._snapshot import FaultKind, ResetContextSnapshot
+
+__all__ = [
+    "EVENT_NAME",
+    "FIELD_TO_ATTRIBUTE",
+    "snapshot_from_attributes",
+    "snapshot_to_attributes",
+]
+
+EVENT_NAME = "seedance.connection.fault"
+
+# snapshot field -> attribute name (fields not listed are handled below)
+FIELD_TO_ATTRIBUTE: dict[str, str] = {
+    "kind": "seedance.fault.kind",
+    "phase": "seedance.fault.phase",
+    "library": "seedance.library",
+    "server_address": "server.address",
+    "server_port": "server.port",
+    "peer_address": "network.peer.address",
+    "peer_port": "network.peer.port",
+    "local_port": "network.local.port",
+    "socket_cookie": "seedance.socket.cookie",
+    "connection_reused": "seedance.connection.reused",
+    "connection_idle_s": "seedance.connection.idle",
+    "connection_age_s": "seedance.connection.age",
+    "connection_requests": "seedance.connection.requests",
+    "alpn_offered": "seedance.tls.alpn.offered",
+    "alpn_negotiated": "tls.next_protocol",
+    "http_method": "http.request.method",
+    "url": "url.full",
+    "error_type": "exception.type",
+    "error_message": "exception.message",
+    "errno": "seedance.errno",
+    "dns_question": "dns.question.name",
+    "dns_duration_s": "seedance.dns.duration",
+    "peer_reuse_ok_max_idle_s": "seedance.peer.reuse_ok.max_idle",
+    "peer_reuse_ok_count": "seedance.peer.reuse_ok.count",
+    "timestamp_ns": "seedance.timestamp_ns",
+}
+_ATTRIBUTE_TO_FIELD = {v: k for k, v in FIELD_TO_ATTRIBUTE.items()}
+
+
+def _tls_protocol(version: str) -> tuple[str, str] | None:
+    """``"TLSv1.3"`` -> ``("tls", "1.3")`` as the semantic conventions split it."""
+    lowered = version.lower()
+    for prefix in ("tlsv", "sslv"):
+        if lowered.startswith(prefix):
+            return prefix[:-1], version[len(prefix) :]
+    return None
+
+
+def snapshot_to_attributes(snapshot: ResetContextSnapshot) -> dict[str, Any]:
+    """OTel attributes of ``snapshot``; absent values are left out (OTel has no null)."""
+    out: dict[str, Any] = {}
+    for field, attribute in FIELD_TO_ATTRIBUTE.items():
+        value = getattr(snapshot, field)
+        if value is None:
+            continue
+        if isinstance(value, FaultKind):
+            value = value.value
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[attribute] = value
+    out["error.type"] = snapshot.error_type
+    if snapshot.tls_version:
+        split = _tls_protocol(snapshot.tls_version)
+        if split is not None:
+            out["tls.protocol.name"], out["tls.protocol.version"] = split
+        else:
+            out["tls.protocol.version"] = snapshot.tls_version
+    return out
+
+
+def snapshot_from_attributes(
+    attributes: Mapping[str, Any],
+    *,
+    timestamp_ns: int | None = None,
+    trace_id: str | None = None,
+    span_id: str | None = None,
+) -> ResetContextSnapshot:
+    """Rebuild a snapshot from its wire attributes (raises on missing required ones)."""
+    values: dict[str, Any] = {}
+    for attribute, value in attributes.items():
+        field = _ATTRIBUTE_TO_FIELD.get(attribute)
+        if field is not None:
+            values[field] = value
+    if "alpn_offered" in values and values["alpn_offered"] is not None:
+        values["alpn_offered"] = tuple(str(p) for p in values["alpn_offered"])
+    name = attributes.get("tls.protocol.name")
+    version = attributes.get("tls.protocol.version")
+    if version is not None:
+        values["tls_version"] = (
+            f"{str(name).upper()}v{version}" if name in ("tls", "ssl") else str(version)
+        )
+    values["kind"] = FaultKind(values["kind"])
+    values.setdefault("timestamp_ns", timestamp_ns or 0)
+    values.setdefault("error_message", "")
+    values["trace_id"] = trace_id
+    values["span_id"] = span_id
+    return ResetContextSnapshot(**values)
