@@ -17,12 +17,18 @@ from typing import Any
 
 import wrapt
 
-from . import _runtime
+from . import _dns, _runtime
 from ._config import load_settings
 from ._guard import report_internal_error, reset, set_strict
 from ._runtime import Runtime
 from ._snapshot import ResetContextSnapshot
-from .instrumentation import aiohttp_client, httpx_client, ssl_alpn
+from .instrumentation import (
+    aiohttp_client,
+    asyncio_sockets,
+    httpx_client,
+    name_resolution,
+    ssl_alpn,
+)
 
 __all__ = ["flush", "instrument", "peer_stats", "snapshots", "stats", "uninstrument"]
 
@@ -83,6 +89,8 @@ def _register_import_hooks() -> None:
 def _uninstall_everything() -> None:
     for _name, _install, uninstall in _LIBRARIES:
         uninstall()
+    asyncio_sockets.uninstall()
+    name_resolution.uninstall()
     ssl_alpn.uninstall()
 
 
@@ -116,9 +124,14 @@ def start(options: dict[str, Any], providers: dict[str, Any]) -> None:
         _runtime.RUNTIME = _last_runtime = runtime
         try:
             ssl_alpn.install()
+            name_resolution.install()
+            asyncio_sockets.install()
+            if runtime.metrics is not None:
+                _dns.lookup_listeners.append(runtime.metrics.on_dns_lookup)
             _register_import_hooks()
         except BaseException:
             _runtime.RUNTIME = None
+            _dns.lookup_listeners.clear()
             _uninstall_everything()
             raise
 
@@ -130,6 +143,7 @@ def uninstrument() -> None:
         if runtime is None:
             return
         _uninstall_everything()
+        _dns.lookup_listeners.clear()
         _runtime.RUNTIME = None
         from .instrumentor import SeedanceInstrumentor
 

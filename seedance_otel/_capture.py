@@ -26,7 +26,13 @@ from ._trace_context import current_trace_ids
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["capture_fault", "capture_idle_close", "error_type_name", "first_message"]
+__all__ = [
+    "capture_fault",
+    "capture_idle_close",
+    "capture_peer_eof",
+    "error_type_name",
+    "first_message",
+]
 
 _RECENT_LIMIT = 256
 _recent_lock = threading.Lock()
@@ -101,8 +107,13 @@ def capture_fault(
     server_address: str | None = None,
     server_port: int | None = None,
     extra: Mapping[str, Any] | None = None,
+    trace_ids: tuple[str | None, str | None] | None = None,
 ) -> ResetContextSnapshot | None:
     """Classify ``exc`` and, if it is a connection fault, record its snapshot.
+
+    ``extra`` overrides snapshot fields; ``trace_ids`` replaces the ids of the
+    span active now (asyncio transports fail in loop callbacks, outside the
+    context that made them).
 
     Returns the snapshot (or ``None`` when not instrumented, suppressed,
     not a fault, or already recorded by a lower hook).
@@ -124,6 +135,7 @@ def capture_fault(
         server_address=server_address,
         server_port=server_port,
         extra=extra,
+        trace_ids=trace_ids,
     )
 
 
@@ -141,11 +153,17 @@ def _publish(
     extra: Mapping[str, Any] | None,
     error_type: str | None = None,
     error_message: str | None = None,
+    trace_ids: tuple[str | None, str | None] | None = None,
 ) -> ResetContextSnapshot:
     now = time.monotonic()
     # A fault outside any request (an idle pooled connection closing) runs in
     # an event-loop callback whose context belongs to nobody: no trace.
-    trace_id, span_id = current_trace_ids() if in_request else (None, None)
+    if trace_ids is not None:
+        trace_id, span_id = trace_ids
+    elif in_request:
+        trace_id, span_id = current_trace_ids()
+    else:
+        trace_id = span_id = None
     fields: dict[str, Any] = {}
     if history is not None:
         fields.update(history.fault_fields(now, in_request))
@@ -156,7 +174,7 @@ def _publish(
             request = history.request
     method, url = _request_fields(request)
     if extra:
-        fields.update({k: v for k, v in extra.items() if v is not None or k not in fields})
+        fields.update(extra)
     snapshot = ResetContextSnapshot(
         kind=classification.kind,
         timestamp_ns=time.time_ns(),
@@ -184,6 +202,8 @@ def capture_idle_close(
     library: str,
     history: ConnectionHistory,
     exc: BaseException | None,
+    trace_ids: tuple[str | None, str | None] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> ResetContextSnapshot | None:
     """The peer closed a pooled connection while it sat idle (FIN or RST)."""
     runtime = _runtime.RUNTIME
@@ -208,7 +228,37 @@ def capture_idle_close(
         request=None,
         server_address=None,
         server_port=None,
-        extra=None,
+        extra=extra,
         error_type=error_type_name(exc) if exc is not None else "EOF",
         error_message=first_message(exc) if exc is not None else "peer closed the idle connection",
+        trace_ids=trace_ids,
+    )
+
+
+def capture_peer_eof(
+    *,
+    library: str,
+    history: ConnectionHistory,
+    phase: str,
+    trace_ids: tuple[str | None, str | None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ResetContextSnapshot | None:
+    """The peer closed (FIN) a connection that was waiting for its answer."""
+    runtime = _runtime.RUNTIME
+    if runtime is None or not is_instrumentation_enabled():
+        return None
+    return _publish(
+        runtime,
+        Classification(FaultKind.CONNECTION_RESET, phase, None, "peer_eof"),
+        library=library,
+        exc=None,
+        history=history,
+        in_request=False,
+        request=None,
+        server_address=None,
+        server_port=None,
+        extra=extra,
+        error_type="EOF",
+        error_message="the peer closed the connection before answering",
+        trace_ids=trace_ids,
     )

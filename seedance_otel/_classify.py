@@ -112,6 +112,7 @@ class HookFacts:
         "new_connection",
         "phase",
         "timed_out",
+        "tls",
     )
 
     def __init__(
@@ -122,6 +123,7 @@ class HookFacts:
         alpn_offered: tuple[str, ...] | None = None,
         alpn_negotiated: str | None = None,
         timed_out: bool = False,
+        tls: bool | None = None,
     ) -> None:
         self.phase = phase
         self.new_connection = new_connection
@@ -131,6 +133,8 @@ class HookFacts:
         self.timed_out = timed_out
         """The client's own (total) timeout cancelled the task: a
         ``CancelledError`` here is a timeout, not the caller giving up."""
+        self.tls = tls
+        """The connection is (to be) TLS."""
 
 
 class Classification:
@@ -296,15 +300,17 @@ def gather_evidence(exc: BaseException, facts: HookFacts) -> Evidence:
         cls: type = type(item)
         names |= _class_names(cls)
         if isinstance(item, OSError):
-            code = item.errno
-            if isinstance(code, int):
-                errnos.add(code)
-                if first_errno is None and code:
-                    first_errno = code
             if isinstance(item, ssl.SSLError):
+                # Its errno is OpenSSL's SSL_ERROR_* code, not an OS errno.
                 reason = getattr(item, "reason", None)
                 if isinstance(reason, str):
                     reasons.add(reason)
+            else:
+                code = item.errno
+                if isinstance(code, int):
+                    errnos.add(code)
+                    if first_errno is None and code:
+                        first_errno = code
             if isinstance(item, TimeoutError):
                 cancel_sites.append(_raise_site(item.__traceback__))
         elif cls.__module__.startswith("aiodns") and item.args and item.args[0] == ARES_ETIMEOUT:
@@ -315,7 +321,7 @@ def gather_evidence(exc: BaseException, facts: HookFacts) -> Evidence:
             message = str(item)
         except Exception:  # a broken __str__ must not hide the rest
             message = ""
-        if message:
+        if message and cls.__name__ != "CancelledError":  # anyio's scope messages
             if not first_message:
                 first_message = message if item is exc else f"{message} (from {_short_name(cls)})"
             messages.append(message)
@@ -463,6 +469,10 @@ def _phase_pool(ev: Evidence) -> str:
 
 def _phase_connect_or_tls(ev: Evidence) -> str:
     if ev.phase == Phase.TLS or ev.cancelled_in(_TLS_SITES):
+        return Phase.TLS.value
+    # asyncio waits for the TLS handshake in _create_connection_transport
+    # (the TCP connect is already done when a socket is passed in).
+    if ev.facts.tls and ev.cancelled_in(("_create_connection_transport",)):
         return Phase.TLS.value
     return Phase.CONNECT.value
 

@@ -10,6 +10,7 @@ a ``dns_timeout`` with its question and duration.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -46,11 +47,14 @@ class DnsProbe:
         end = self.ended_at if self.ended_at is not None else (now or time.monotonic())
         return max(0.0, end - self.started_at)
 
-    def finish(self, error: BaseException | None = None) -> None:
+    def finish(self, error: BaseException | None = None, *, record: bool = True) -> None:
+        """The lookup ended; ``record=False`` when another hook already timed it."""
         self.ended_at = time.monotonic()
         if error is not None:
             cls = type(error)
             self.error_type = f"{cls.__module__}.{cls.__qualname__}"
+        if not record:
+            return
         for listener in lookup_listeners:
             try:
                 listener(self)
@@ -65,10 +69,22 @@ lookup_listeners: list[LookupListener] = []
 _current: ContextVar[DnsProbe | None] = ContextVar("seedance_otel_dns_probe", default=None)
 
 
-def start_lookup(question: str, resolver: str) -> DnsProbe:
+def start_lookup(question: str, resolver: str) -> DnsProbe | None:
+    """Record a lookup starting in this task/thread; ``None`` for an IP literal
+    (nothing is resolved, so there is nothing to time or blame)."""
+    if _is_ip_literal(question):
+        return None
     probe = DnsProbe(question, resolver)
     _current.set(probe)
     return probe
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").partition("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def current_probe() -> DnsProbe | None:

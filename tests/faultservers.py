@@ -23,9 +23,14 @@ from typing import Any
 
 __all__ = [
     "Action",
+    "AlpnRefusingServer",
     "BlackHoleDNS",
+    "FullBacklog",
+    "H2OnlyResetServer",
     "HttpFaultServer",
     "RequestInfo",
+    "SilentServer",
+    "closed_port",
     "rst_close",
 ]
 
@@ -74,8 +79,9 @@ class HttpFaultServer:
 
     ``decide(info) -> Action`` chooses what to do with each request.
     ``accept_action`` (``None``, ``Action.RST`` or ``Action.FIN``) acts on each
-    new connection before reading anything. ``idle_close_s`` closes (FIN)
-    connections idle that long, as a server's keep-alive timeout does;
+    new connection before reading anything. ``idle_close_s`` closes (FIN, or
+    RST with ``idle_close_rst``) connections idle that long after a response,
+    as a server's keep-alive timeout does;
     ``middlebox_idle_s`` instead forgets them silently and RSTs the next
     request, as a NAT or load balancer does.
     """
@@ -88,6 +94,7 @@ class HttpFaultServer:
         ssl_context: ssl.SSLContext | None = None,
         accept_action: str | None = None,
         idle_close_s: float | None = None,
+        idle_close_rst: bool = False,
         middlebox_idle_s: float | None = None,
         body: bytes = b"ok",
         accept_first: int | None = None,
@@ -99,6 +106,7 @@ class HttpFaultServer:
         self.ssl_context = ssl_context
         self.accept_action = accept_action
         self.idle_close_s = idle_close_s
+        self.idle_close_rst = idle_close_rst
         self.middlebox_idle_s = middlebox_idle_s
         self.body = body
         self.accept_first = accept_first
@@ -266,7 +274,10 @@ class HttpFaultServer:
             parsed = self._read_request(sock, buffer, idle_deadline)
             if parsed is None:
                 if idle_deadline is not None and time.monotonic() >= idle_deadline:
-                    sock.close()  # keep-alive timeout: a visible FIN
+                    if self.idle_close_rst:
+                        rst_close(sock)
+                    else:
+                        sock.close()  # keep-alive timeout: a visible FIN
                 return
             method, path, buffer = parsed
             now = time.monotonic()
@@ -377,3 +388,253 @@ class BlackHoleDNS:
                 sock.close()
             except OSError:
                 pass
+
+
+def _serve_h2(
+    send: Callable[[bytes], None], recv: Callable[[int], bytes], stop: threading.Event
+) -> None:
+    """Answer HTTP/2 requests with 200 "ok" until EOF (uses the ``h2`` package)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
+    conn.initiate_connection()
+    send(conn.data_to_send())
+    while not stop.is_set():
+        try:
+            data = recv(65535)
+        except (TimeoutError, OSError):
+            return
+        if not data:
+            return
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived):
+                conn.send_headers(event.stream_id, [(":status", "200"), ("content-length", "2")])
+                conn.send_data(event.stream_id, b"ok", end_stream=True)
+        out = conn.data_to_send()
+        if out:
+            send(out)
+
+
+class _ThreadedTLSServer:
+    """Accept loop and per-connection threads shared by the TLS/ALPN servers."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        if host not in ("127.0.0.1", "::1"):
+            raise ValueError("loopback only")
+        family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+        self.host = host
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, 0))
+        self._listener.listen(16)
+        self.port: int = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.offered: list[list[bytes]] = []
+        """ALPN lists the clients offered (as the server saw them)."""
+        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def url(self, path: str = "/") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}{path}"
+
+    def _accept_loop(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            # Blocking: pyOpenSSL cannot drive a socket that has a timeout
+            # (the fd is non-blocking underneath). __exit__ shuts sockets down.
+            raw.settimeout(None)
+            with self._lock:
+                self._sockets.append(raw)
+                thread = threading.Thread(target=self._guarded, args=(raw,), daemon=True)
+                self._threads.append(thread)
+            thread.start()
+
+    def _guarded(self, raw: socket.socket) -> None:
+        try:
+            self.handle(raw)
+        except Exception:  # a failed handshake: let the alert reach the client
+            self._linger_close(raw)
+        finally:
+            try:
+                raw.close()
+            except OSError:
+                pass
+
+    def _linger_close(self, raw: socket.socket) -> None:
+        """FIN, then drain until the client hangs up (at most 2 s).
+
+        Closing with unread bytes queued would send a RST that can overtake
+        the TLS alert on the client side.
+        """
+        try:
+            raw.shutdown(socket.SHUT_WR)
+            raw.settimeout(0.1)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline and not self._stopping.is_set():
+                try:
+                    if not raw.recv(65536):
+                        return
+                except TimeoutError:
+                    continue
+        except OSError:
+            return
+
+    def handle(self, raw: socket.socket) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> _ThreadedTLSServer:
+        self._accept_thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stopping.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv
+            except OSError:
+                pass
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self._accept_thread.join(_JOIN_TIMEOUT_S)
+        for thread in threads:
+            thread.join(_JOIN_TIMEOUT_S)
+
+
+class AlpnRefusingServer(_ThreadedTLSServer):
+    """A TLS server (pyOpenSSL) that requires h2: its ALPN callback raises otherwise.
+
+    Raising in the select callback makes OpenSSL send alert 120
+    ``no_application_protocol`` (returning NO_OVERLAPPING_PROTOCOLS would not:
+    the handshake would just complete without ALPN). A client that offers no
+    ALPN at all never reaches the callback; the server then speaks h2 anyway.
+    A client offering h2 gets real HTTP/2 answers.
+    """
+
+    def __init__(self, cert_pem_path: str, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
+        from OpenSSL import SSL
+
+        self._SSL = SSL
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.use_certificate_chain_file(cert_pem_path)
+        ctx.use_privatekey_file(cert_pem_path)
+
+        def select(conn: Any, protocols: list[bytes]) -> bytes:
+            self.offered.append(list(protocols))
+            if b"h2" in protocols:
+                return b"h2"
+            raise ValueError("h2 required")
+
+        ctx.set_alpn_select_callback(select)
+        self._ctx = ctx
+
+    def handle(self, raw: socket.socket) -> None:
+        conn = self._SSL.Connection(self._ctx, raw)
+        conn.set_accept_state()
+        conn.do_handshake()
+        _serve_h2(conn.sendall, conn.recv, self._stopping)
+
+
+class H2OnlyResetServer(_ThreadedTLSServer):
+    """A stdlib TLS server offering only h2; without h2 negotiated it sends a RST.
+
+    CPython's server-side ALPN selection does not fail the handshake on no
+    overlap: it completes with no protocol, and this server then resets, as
+    strict HTTP/2-only front ends do.
+    """
+
+    def __init__(self, context: ssl.SSLContext, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
+        context.set_alpn_protocols(["h2"])
+        self._context = context
+
+    def handle(self, raw: socket.socket) -> None:
+        tls = self._context.wrap_socket(raw, server_side=True)
+        if tls.selected_alpn_protocol() != "h2":
+            rst_close(tls)
+            return
+        _serve_h2(tls.sendall, tls.recv, self._stopping)
+
+
+class SilentServer:
+    """A TCP server that accepts and then says nothing (read timeouts, stalled TLS)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._server = HttpFaultServer(lambda info: Action.HANG, host=host)
+        self.port = self._server.port
+
+    def url(self, path: str = "/") -> str:
+        return self._server.url(path)
+
+    def __enter__(self) -> SilentServer:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.stop()
+
+
+class FullBacklog:
+    """A listening socket whose accept queue is full, so new SYNs are dropped.
+
+    A SYN black hole cannot be made on ``lo`` without iptables; ``listen(0)``
+    plus one connection that is never accepted fills the queue on Linux, and
+    the next connect attempt hangs until its timeout.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        self._listener.bind((host, 0))
+        self._listener.listen(0)
+        self.port: int = self._listener.getsockname()[1]
+        self.host = host
+        self._fillers: list[socket.socket] = []
+
+    def __enter__(self) -> FullBacklog:
+        for _ in range(2):  # the queue holds backlog + 1 on Linux
+            filler = socket.socket(self._listener.family, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            try:
+                filler.connect((self.host, self.port))
+            except BlockingIOError:
+                pass
+            self._fillers.append(filler)
+        time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sock in (*self._fillers, self._listener):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def closed_port(host: str = "127.0.0.1") -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe.bind((host, 0))
+    port: int = probe.getsockname()[1]
+    probe.close()
+    return port

@@ -111,6 +111,9 @@ def test_instrument_is_idempotent_and_rejects_unknown_options(caplog):
 
 
 def _patched_targets():
+    import asyncio.base_events
+    import socket
+
     import aiohttp.client_proto
     import aiohttp.connector
     import aiohttp.helpers
@@ -123,6 +126,10 @@ def _patched_targets():
     import httpcore._synchronization
 
     return [
+        (asyncio.base_events.BaseEventLoop, "getaddrinfo"),
+        (asyncio.base_events.BaseEventLoop, "create_connection"),
+        (asyncio.base_events.BaseEventLoop, "start_tls"),
+        (socket, "getaddrinfo"),
         (aiohttp.connector, "ceil_timeout"),
         (ssl.SSLContext, "set_alpn_protocols"),
         (ssl.SSLContext, "__new__"),

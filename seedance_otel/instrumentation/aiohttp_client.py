@@ -41,7 +41,7 @@ import time
 import weakref
 from typing import Any
 
-from .. import _dns, _runtime
+from .. import _dns, _layers, _runtime
 from .._capture import capture_fault, capture_idle_close
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, socket_facts
@@ -206,15 +206,18 @@ def _record_connect_fault(
         offered = alpn_offered_by(_ssl_context_for(connector, req))
     if offered is not None:
         extra["alpn_offered"] = offered
+    is_tls = bool(req is not None and req.is_ssl())
     capture_fault(
         library=LIBRARY,
         exc=exc,
         facts=HookFacts(
-            phase=phase,
+            # We are connecting: a timeout here is not a read timeout.
+            phase=phase or Phase.CONNECT.value,
             new_connection=True,
             handshake_done=False,
             alpn_offered=offered,
             timed_out=_task_timed_out(exc),
+            tls=is_tls,
         ),
         request=req,
         server_address=req.url.raw_host if req is not None else None,
@@ -235,6 +238,7 @@ async def _create_connection_and_record(
     wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     started_at = _monotonic()
+    token = _layers.enter(LIBRARY)
     try:
         return await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -249,6 +253,8 @@ async def _create_connection_and_record(
             except Exception:
                 report_internal_error("aiohttp create connection")
         raise
+    finally:
+        _layers.leave(token)
 
 
 class _ObservedTimeout:

@@ -33,10 +33,10 @@ import time
 from types import FrameType, TracebackType
 from typing import Any
 
-from .. import _dns, _runtime
+from .. import _dns, _layers, _runtime
 from .._capture import capture_fault, capture_idle_close
 from .._classify import HookFacts
-from .._connection import ConnectionHistory, socket_facts
+from .._connection import ConnectionHistory, SocketFacts, socket_facts
 from .._guard import report_internal_error
 from .._snapshot import Phase
 from ._patching import PatchSet
@@ -56,19 +56,23 @@ _monotonic = time.monotonic
 class _ConnectObserver:
     """Our ``trace`` extension while httpcore connects; chains to the user's."""
 
-    __slots__ = ("phase", "ssl_context", "started_at", "tcp_stream", "user_trace")
+    __slots__ = ("phase", "ssl_context", "started_at", "tcp_facts", "user_trace")
 
     def __init__(self, user_trace: Any) -> None:
         self.user_trace = user_trace
         self.phase: str = Phase.CONNECT.value
-        self.tcp_stream: Any = None
+        self.tcp_facts: SocketFacts | None = None
+        """Addresses of the TCP connection, read as soon as it exists: a failed
+        TLS handshake closes it before we could ask."""
         self.ssl_context: Any = None
         self.started_at = _monotonic()
 
     def observe(self, name: str, info: dict[str, Any]) -> None:
         try:
             if name == "connection.connect_tcp.complete":
-                self.tcp_stream = info.get("return_value")
+                stream = info.get("return_value")
+                if stream is not None:
+                    self.tcp_facts = _stream_socket_facts(stream)
             elif name == "connection.start_tls.started":
                 self.phase = Phase.TLS.value
                 self.ssl_context = info.get("ssl_context")
@@ -126,12 +130,15 @@ async def _connect_async_and_record(
 ) -> Any:
     request = _request_arg(args, kwargs)
     observer = _install_observer(request, is_async=True)
+    token = _layers.enter(LIBRARY)
     try:
         stream = await wrapped(*args, **kwargs)
     except BaseException as exc:
         _remove_observer(request, observer)
         _after_connect_failed(connection, request, observer, exc)
         raise
+    finally:
+        _layers.leave(token)
     _remove_observer(request, observer)
     _after_connect(connection, stream, observer)
     return stream
@@ -144,12 +151,15 @@ def _connect_sync(
         return wrapped(*args, **kwargs)
     request = _request_arg(args, kwargs)
     observer = _install_observer(request, is_async=False)
+    token = _layers.enter(LIBRARY)
     try:
         stream = wrapped(*args, **kwargs)
     except BaseException as exc:
         _remove_observer(request, observer)
         _after_connect_failed(instance, request, observer, exc)
         raise
+    finally:
+        _layers.leave(token)
     _remove_observer(request, observer)
     _after_connect(instance, stream, observer)
     return stream
@@ -163,7 +173,7 @@ def _origin(connection: Any) -> tuple[str | None, int | None]:
     return host, origin.port
 
 
-def _stream_socket_facts(stream: Any) -> Any:
+def _stream_socket_facts(stream: Any) -> SocketFacts:
     def info(name: str) -> Any:
         try:
             return stream.get_extra_info(name)
@@ -206,8 +216,8 @@ def _after_connect_failed(
                 if probe.in_progress or probe.error_type is not None:
                     phase = Phase.DNS.value
                     extra["dns_duration_s"] = probe.duration_s()
-            if observer.tcp_stream is not None:
-                facts = _stream_socket_facts(observer.tcp_stream)
+            facts = observer.tcp_facts
+            if facts is not None:
                 extra.update(
                     peer_address=facts.peer_address,
                     peer_port=facts.peer_port,

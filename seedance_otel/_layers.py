@@ -1,0 +1,31 @@
+"""Which library owns the connection being made in this task or thread.
+
+aiohttp and httpx make their connections through asyncio (and the sync
+client through ``socket``). Their own hooks record faults with the request's
+full context, so the asyncio-level hooks must stay out of their way: while
+one of them connects, it marks the context, and the lower hooks neither track
+the transport nor record a snapshot of their own (they still time DNS).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+
+__all__ = ["current", "enter", "leave"]
+
+_owner: ContextVar[str | None] = ContextVar("seedance_otel_connection_owner", default=None)
+
+
+def current() -> str | None:
+    return _owner.get()
+
+
+def enter(library: str) -> Token[str | None]:
+    return _owner.set(library)
+
+
+def leave(token: Token[str | None]) -> None:
+    try:
+        _owner.reset(token)
+    except ValueError:  # reset from another context (cancelled across tasks)
+        _owner.set(None)

@@ -1,0 +1,134 @@
+"""Name resolution: time every lookup made to open a connection.
+
+httpx (through anyio) and plain asyncio code resolve names with
+``loop.getaddrinfo``; the sync httpx client (through
+``socket.create_connection``) with ``socket.getaddrinfo``. Wrapping both
+gives the lookup in progress when a connect fails (``dns_timeout`` instead of
+a bare ``ConnectTimeout``), the ``dns.lookup.duration`` metric, and - for
+plain asyncio callers only - a ``dns_timeout``/``dns_error`` snapshot when the
+resolver gives up. aiohttp times its own lookups in ``_resolve_host`` (its
+``ThreadedResolver`` lands here too, but is not counted twice).
+
+Runs per lookup, not per request: pools reuse connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from .. import _dns, _layers, _runtime
+from .._capture import capture_fault
+from .._classify import HookFacts
+from .._guard import report_internal_error
+from .._snapshot import Phase
+from ._patching import PatchSet
+
+__all__ = ["install", "uninstall"]
+
+_patches = PatchSet("dns")
+
+
+def _host_port(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any]:
+    host = args[0] if args else kwargs.get("host")
+    port = args[1] if len(args) > 1 else kwargs.get("port")
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    return str(host), port
+
+
+def _loop_getaddrinfo(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    return _loop_getaddrinfo_and_record(wrapped, args, kwargs)
+
+
+async def _loop_getaddrinfo_and_record(
+    wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    probe = None
+    owner = _layers.current()
+    try:
+        host, port = _host_port(args, kwargs)
+        probe = _dns.start_lookup(host, "asyncio.getaddrinfo")
+    except Exception:
+        report_internal_error("loop.getaddrinfo (start)")
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        if probe is not None and not isinstance(exc, asyncio.CancelledError):
+            try:
+                # aiohttp's own hook already timed this lookup.
+                probe.finish(exc, record=owner != "aiohttp")
+                if owner is None and isinstance(exc, socket.gaierror):
+                    _record_plain_asyncio_failure(exc, probe, port)
+            except Exception:
+                report_internal_error("loop.getaddrinfo (failure)")
+        raise
+    if probe is not None:
+        try:
+            probe.finish(record=owner != "aiohttp")
+        except Exception:
+            report_internal_error("loop.getaddrinfo")
+    return result
+
+
+def _record_plain_asyncio_failure(exc: BaseException, probe: _dns.DnsProbe, port: Any) -> None:
+    if _runtime.RUNTIME is None:
+        return
+    capture_fault(
+        library="asyncio",
+        exc=exc,
+        facts=HookFacts(phase=Phase.DNS.value, new_connection=True),
+        server_address=probe.question,
+        server_port=port if isinstance(port, int) else None,
+        extra={"dns_question": probe.question, "dns_duration_s": probe.duration_s()},
+    )
+
+
+def _socket_getaddrinfo(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if not _patches.enabled:
+        return wrapped(*args, **kwargs)
+    owner = _layers.current()
+    if owner is None:
+        # Plain socket users and asyncio's executor threads (timed by the
+        # loop hook above): nothing to add.
+        return wrapped(*args, **kwargs)
+    probe = None
+    try:
+        host, _port = _host_port(args, kwargs)
+        probe = _dns.start_lookup(host, "socket.getaddrinfo")
+    except Exception:
+        report_internal_error("socket.getaddrinfo (start)")
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        if probe is not None:
+            try:
+                probe.finish(exc)
+            except Exception:
+                report_internal_error("socket.getaddrinfo (failure)")
+        raise
+    if probe is not None:
+        try:
+            probe.finish()
+        except Exception:
+            report_internal_error("socket.getaddrinfo")
+    return result
+
+
+def install() -> None:
+    if _patches.count:
+        return
+    _patches.wrap(asyncio.base_events.BaseEventLoop, "getaddrinfo", _loop_getaddrinfo)
+    _patches.wrap_module_function(socket, "getaddrinfo", _socket_getaddrinfo)
+    _patches.enabled = True
+
+
+def uninstall() -> None:
+    _patches.restore()

@@ -1,0 +1,131 @@
+"""Plain asyncio connections (the path of database drivers, Redis clients, websockets)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import seedance_otel
+from seedance_otel import FaultKind
+
+from clients import run_steps
+from faultservers import Action, HttpFaultServer
+
+REQUEST = b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def asyncio_snaps() -> list[seedance_otel.ResetContextSnapshot]:
+    return [s for s in seedance_otel.snapshots() if s.library == "asyncio"]
+
+
+async def _request_and_read(port: int) -> tuple[bytes, BaseException | None, int]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    local_port = writer.get_extra_info("sockname")[1]
+    writer.write(REQUEST)
+    try:
+        data = await asyncio.wait_for(reader.read(1024), 5)
+        return data, None, local_port
+    except Exception as exc:
+        return b"", exc, local_port
+    finally:
+        writer.close()
+
+
+def test_rst_instead_of_an_answer(instrumented):
+    tracer = TracerProvider().get_tracer("test")
+    with HttpFaultServer(lambda info: Action.RST) as server:
+
+        async def main() -> tuple[bytes, BaseException | None, int, str]:
+            with tracer.start_as_current_span("redis-call") as span:
+                data, exc, local_port = await _request_and_read(server.port)
+            return data, exc, local_port, f"{span.get_span_context().trace_id:032x}"
+
+        data, exc, local_port, trace_id = asyncio.run(main())
+    assert isinstance(exc, ConnectionResetError)
+    [snap] = asyncio_snaps()
+    assert (snap.kind, snap.phase) == (FaultKind.CONNECTION_RESET, "request")
+    assert snap.errno == 104
+    assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
+    assert snap.local_port == local_port
+    assert snap.trace_id == trace_id
+    assert snap.connection_reused is None
+    assert snap.connection_age_s is not None and snap.connection_age_s >= 0
+
+
+def test_long_lived_connection_reset_while_idle(instrumented):
+    """A websocket-like connection: one exchange, then idle; the peer resets it."""
+    tracer = TracerProvider().get_tracer("test")
+    with HttpFaultServer(idle_close_s=0.4, idle_close_rst=True) as server:
+
+        async def main() -> tuple[BaseException | None, str]:
+            with tracer.start_as_current_span("subscribe") as span:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                trace_id = f"{span.get_span_context().trace_id:032x}"
+            # The span has ended; the connection lives on.
+            writer.write(REQUEST)
+            await reader.readuntil(b"ok")
+            try:
+                await asyncio.wait_for(reader.read(1024), 5)
+                return None, trace_id
+            except Exception as exc:
+                return exc, trace_id
+            finally:
+                writer.close()
+
+        exc, trace_id = asyncio.run(main())
+    assert isinstance(exc, ConnectionResetError)
+    [snap] = asyncio_snaps()
+    assert (snap.kind, snap.phase) == (FaultKind.CONNECTION_RESET, "idle")
+    assert snap.connection_idle_s is not None and 0.35 <= snap.connection_idle_s <= 0.8
+    assert snap.trace_id == trace_id  # the context that made the connection
+
+
+def test_peer_fin_while_idle_is_an_idle_close(instrumented):
+    with HttpFaultServer(idle_close_s=0.3) as server:
+
+        async def main() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(REQUEST)
+            await reader.readuntil(b"ok")
+            rest = await asyncio.wait_for(reader.read(), 5)  # EOF
+            writer.close()
+            return rest
+
+        assert asyncio.run(main()) == b""
+    [snap] = asyncio_snaps()
+    assert (snap.kind, snap.phase) == (FaultKind.PEER_CLOSED_IDLE, "idle")
+    assert snap.connection_idle_s is not None and 0.25 <= snap.connection_idle_s <= 0.7
+
+
+def test_peer_fin_before_the_answer_is_a_reset(instrumented):
+    with HttpFaultServer(lambda info: Action.FIN) as server:
+        data, exc, _ = asyncio.run(_request_and_read(server.port))
+    assert data == b"" and exc is None  # StreamReader reports EOF as b""
+    [snap] = asyncio_snaps()
+    assert (snap.kind, snap.phase) == (FaultKind.CONNECTION_RESET, "request")
+    assert snap.error_type == "EOF" and snap.errno is None
+
+
+def test_our_own_close_records_nothing(instrumented):
+    with HttpFaultServer() as server:
+
+        async def main() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(REQUEST)
+            await reader.readuntil(b"ok")
+            writer.close()
+            await writer.wait_closed()
+
+        asyncio.run(main())
+    assert seedance_otel.snapshots() == []
+
+
+@pytest.mark.parametrize("client", ["aiohttp", "httpx-async"])
+def test_library_faults_are_not_recorded_twice(instrumented, client):
+    with HttpFaultServer(lambda info: Action.RST) as server:
+        run_steps(client, [("POST", server.url("/x"))])
+    snaps = seedance_otel.snapshots()
+    assert len(snaps) == 1
+    assert snaps[0].library != "asyncio"

@@ -1,0 +1,178 @@
+"""Every kind of the classification table, from a real fault on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import httpx
+import pytest
+
+import seedance_otel
+from seedance_otel import FaultKind
+
+from clients import CLIENTS, library_of, run_steps
+from faultservers import FullBacklog, HttpFaultServer, SilentServer, closed_port
+
+
+def snaps_of(library: str) -> list[seedance_otel.ResetContextSnapshot]:
+    return [s for s in seedance_otel.snapshots() if s.library == library]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_connect_refused(instrumented, client):
+    port = closed_port()
+    [result] = run_steps(client, [("GET", f"http://127.0.0.1:{port}/")])
+    assert isinstance(result, Exception)
+    [snap] = snaps_of(library_of(client))
+    assert snap.kind is FaultKind.CONNECT_REFUSED
+    assert snap.phase == "connect"
+    assert snap.errno == 111
+    assert snap.server_port == port
+    assert snap.dns_question is None  # an IP literal is not resolved
+
+
+@pytest.mark.parametrize("client", ["httpx-async", "httpx-sync"])
+def test_connect_timeout_httpx(instrumented, client):
+    with FullBacklog() as backlog:
+        [result] = run_steps(client, [("GET", f"http://127.0.0.1:{backlog.port}/")], timeout_s=0.5)
+    assert isinstance(result, httpx.ConnectTimeout)
+    [snap] = snaps_of("httpx")
+    assert snap.kind is FaultKind.CONNECT_TIMEOUT
+    assert snap.phase == "connect"
+
+
+def test_connect_timeout_aiohttp(instrumented):
+    async def main(port: int) -> BaseException | None:
+        timeout = aiohttp.ClientTimeout(connect=0.5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/"):
+                    return None
+            except Exception as exc:
+                return exc
+
+    with FullBacklog() as backlog:
+        exc = asyncio.run(main(backlog.port))
+    assert isinstance(exc, aiohttp.ConnectionTimeoutError)
+    [snap] = snaps_of("aiohttp")
+    assert snap.kind is FaultKind.CONNECT_TIMEOUT
+    assert snap.phase == "connect"
+
+
+def test_tls_handshake_that_never_finishes_is_a_connect_timeout_in_tls(instrumented):
+    """An HTTPS client against a plain server that never answers the ClientHello."""
+
+    async def main(url: str) -> BaseException | None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.7)) as session:
+            try:
+                async with session.get(url):
+                    return None
+            except Exception as exc:
+                return exc
+
+    with SilentServer() as server:
+        exc = asyncio.run(main(server.url("/").replace("http:", "https:")))
+        [result] = run_steps(
+            "httpx-async", [("GET", server.url("/").replace("http:", "https:"))], timeout_s=0.7
+        )
+    assert isinstance(exc, asyncio.TimeoutError)
+    assert isinstance(result, httpx.ConnectTimeout)
+    for library in ("aiohttp", "httpx"):
+        [snap] = snaps_of(library)
+        assert (snap.kind, snap.phase) == (FaultKind.CONNECT_TIMEOUT, "tls"), snap
+
+
+@pytest.mark.parametrize("client", ["httpx-async", "httpx-sync"])
+def test_read_timeout_httpx(instrumented, client):
+    with SilentServer() as server:
+        [result] = run_steps(client, [("GET", server.url("/slow"))], timeout_s=0.5)
+    assert isinstance(result, httpx.ReadTimeout)
+    [snap] = snaps_of("httpx")
+    assert (snap.kind, snap.phase) == (FaultKind.READ_TIMEOUT, "request")
+    assert snap.url and snap.url.endswith("/slow")
+
+
+@pytest.mark.parametrize("which", ["sock_read", "total"])
+def test_read_timeout_aiohttp(instrumented, which):
+    async def main(url: str) -> BaseException | None:
+        timeout = (
+            aiohttp.ClientTimeout(sock_read=0.5)
+            if which == "sock_read"
+            else aiohttp.ClientTimeout(total=0.5)
+        )
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            try:
+                async with session.get(url):
+                    return None
+            except Exception as exc:
+                return exc
+
+    with SilentServer() as server:
+        exc = asyncio.run(main(server.url("/slow")))
+    assert isinstance(exc, asyncio.TimeoutError)
+    [snap] = snaps_of("aiohttp")
+    assert (snap.kind, snap.phase) == (FaultKind.READ_TIMEOUT, "request")
+    assert snap.http_method == "GET" and snap.url and snap.url.endswith("/slow")
+
+
+def test_pool_timeout_httpx(instrumented):
+    async def main(url: str) -> BaseException | None:
+        limits = httpx.Limits(max_connections=1)
+        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(5, pool=0.5)) as client:
+            holder = asyncio.ensure_future(client.get(url))
+            await asyncio.sleep(0.2)
+            try:
+                await client.get(url)
+            except Exception as exc:
+                return exc
+            finally:
+                holder.cancel()
+                await asyncio.gather(holder, return_exceptions=True)
+        return None
+
+    with SilentServer() as server:
+        exc = asyncio.run(main(server.url("/held")))
+    assert isinstance(exc, httpx.PoolTimeout)
+    [snap] = [s for s in snaps_of("httpx") if s.kind is FaultKind.POOL_TIMEOUT]
+    assert snap.phase == "pool"
+    assert snap.server_port is not None and snap.url and snap.url.endswith("/held")
+
+
+def test_pool_timeout_aiohttp(instrumented):
+    async def main(url: str) -> BaseException | None:
+        connector = aiohttp.TCPConnector(limit=1)
+        timeout = aiohttp.ClientTimeout(connect=0.5)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+            async def hold() -> None:
+                async with session.get(url):
+                    pass
+
+            holder = asyncio.ensure_future(hold())
+            await asyncio.sleep(0.2)
+            try:
+                async with session.get(url):
+                    return None
+            except Exception as exc:
+                return exc
+            finally:
+                holder.cancel()
+                await asyncio.gather(holder, return_exceptions=True)
+
+    with SilentServer() as server:
+        exc = asyncio.run(main(server.url("/held")))
+    assert isinstance(exc, aiohttp.ConnectionTimeoutError)
+    [snap] = [s for s in snaps_of("aiohttp") if s.kind is FaultKind.POOL_TIMEOUT]
+    assert snap.phase == "pool"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_untrusted_certificate_is_a_tls_error(instrumented, server_ssl_context, client):
+    with HttpFaultServer(ssl_context=server_ssl_context) as server:
+        [result] = run_steps(client, [("GET", server.url("/"))])  # no trust in the test CA
+    assert isinstance(result, Exception)
+    [snap] = snaps_of(library_of(client))
+    assert (snap.kind, snap.phase) == (FaultKind.TLS_ERROR, "tls")
+    assert snap.errno is None  # OpenSSL's error code is not an OS errno
+    assert "certificate verify failed" in snap.error_message.lower()
