@@ -23,7 +23,9 @@ def fetch(resolver_kwargs: dict, client_timeout: aiohttp.ClientTimeout) -> BaseE
         resolver = aiohttp.AsyncResolver(**resolver_kwargs)
         connector = aiohttp.TCPConnector(resolver=resolver)
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+            async with aiohttp.ClientSession(
+                connector=connector, timeout=client_timeout
+            ) as session:
                 try:
                     async with session.get(f"http://{NAME}:8080/orders"):
                         return None
