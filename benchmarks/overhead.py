@@ -182,7 +182,7 @@ def compare(
     }
 
 
-def capture_cost(samples: int) -> tuple[float, float]:
+def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
     """Median and p99 of one ``capture_fault`` call for an httpx-style reset, in us."""
     import httpcore
     import httpx
@@ -191,7 +191,9 @@ def capture_cost(samples: int) -> tuple[float, float]:
     from seedance_otel._classify import HookFacts
     from seedance_otel._connection import ConnectionHistory, PeerStats
 
-    seedance_otel.instrument(exporter="none", ring_size=4096)
+    seedance_otel.uninstrument()
+    options.setdefault("exporter", "none")
+    seedance_otel.instrument(ring_size=4096, **options)
     gc.collect()  # the HTTP workloads' garbage is not part of a capture's cost
     history = ConnectionHistory("httpx", "api.example.com", 443, PeerStats())
     history.peer_address, history.peer_port, history.local_port = "10.0.0.7", 443, 50123

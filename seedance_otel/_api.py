@@ -9,7 +9,9 @@ others still work.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -86,6 +88,46 @@ def _register_import_hooks() -> None:
         wrapt.register_post_import_hook(on_import, name)
 
 
+_process_hooks_registered = False
+
+
+def _at_exit() -> None:
+    """Interpreter exit: flush what is pending within the shutdown timeout."""
+    runtime = _runtime.RUNTIME
+    if runtime is not None:
+        try:
+            runtime.stop_shipping(runtime.settings.shutdown_timeout_s)
+        except Exception:
+            _logger.debug("seedance_otel: flush at exit failed", exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with an empty ring and its own live worker.
+
+    The parent's snapshots stay the parent's to ship (never twice); threads do
+    not survive fork, and gRPC channels must not be shared, so the child gets a
+    new sink and worker.
+    """
+    runtime = _runtime.RUNTIME
+    if runtime is None:
+        return
+    try:
+        runtime.ring.clear()
+        runtime.start_shipping()
+    except Exception:
+        _logger.debug("seedance_otel: restarting the shipper after fork failed", exc_info=True)
+
+
+def _register_process_hooks() -> None:
+    global _process_hooks_registered  # noqa: PLW0603 - neither hook can be unregistered
+    if _process_hooks_registered:
+        return
+    _process_hooks_registered = True
+    atexit.register(_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _uninstall_everything() -> None:
     for _name, _install, uninstall in _LIBRARIES:
         uninstall()
@@ -118,6 +160,11 @@ def start(options: dict[str, Any], providers: dict[str, Any]) -> None:
                 )
             return
         settings = load_settings().with_options(options)
+        if not settings.enabled:
+            _logger.info(
+                "seedance_otel: disabled (SEEDANCE_OTEL_ENABLED=false); not instrumenting"
+            )
+            return
         set_strict(settings.strict)
         reset()
         runtime = Runtime(settings, providers)
@@ -129,6 +176,8 @@ def start(options: dict[str, Any], providers: dict[str, Any]) -> None:
             if runtime.metrics is not None:
                 _dns.lookup_listeners.append(runtime.metrics.on_dns_lookup)
             _register_import_hooks()
+            runtime.start_shipping()
+            _register_process_hooks()
         except BaseException:
             _runtime.RUNTIME = None
             _dns.lookup_listeners.clear()
@@ -142,8 +191,10 @@ def uninstrument() -> None:
         runtime = _runtime.RUNTIME
         if runtime is None:
             return
+        # Hooks first, so nothing new arrives; then a bounded flush.
         _uninstall_everything()
         _dns.lookup_listeners.clear()
+        runtime.stop_shipping(runtime.settings.shutdown_timeout_s)
         _runtime.RUNTIME = None
         from .instrumentor import SeedanceInstrumentor
 

@@ -145,14 +145,6 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest time a captured snapshot waits before its batch is exported.",
     ),
     Setting(
-        "SEEDANCE_OTEL_EXPORT_TIMEOUT_MS",
-        "export_timeout_ms",
-        10_000,
-        _int_in(100, 600_000),
-        "Deadline of one export call, retries included; a batch that misses it is "
-        "counted as `export_failed`.",
-    ),
-    Setting(
         "SEEDANCE_OTEL_SHUTDOWN_TIMEOUT_S",
         "shutdown_timeout_s",
         5.0,
@@ -190,7 +182,6 @@ class Settings:
     file: str = "seedance-snapshots.jsonl"
     batch_size: int = 512
     export_interval_ms: int = 1000
-    export_timeout_ms: int = 10_000
     shutdown_timeout_s: float = 5.0
     span_events: bool = True
     metrics: bool = True

@@ -18,6 +18,9 @@ from ._guard import internal_error_count, report_internal_error
 from ._ring import RingBuffer
 from ._snapshot import ResetContextSnapshot
 from .exporting.metrics import Metrics
+from .exporting.shipper import Shipper
+from .exporting.sinks import make_sink
+from .exporting.span_events import add_span_event
 
 __all__ = ["RUNTIME", "Runtime", "connection_closed", "connection_opened", "peer_for"]
 
@@ -40,6 +43,31 @@ class Runtime:
         if settings.metrics:
             self.metrics = Metrics(self, self.providers.get("meter_provider"))
             self.listeners.append(self.metrics.on_snapshot)
+        if settings.span_events:
+            self.listeners.append(add_span_event)
+        self.shipper: Shipper | None = None
+
+    def start_shipping(self) -> None:
+        """Start the background shipper (also in a forked child, with a new sink)."""
+        sink = make_sink(self.settings.exporter, self.settings.file)
+        shipper = Shipper(
+            self.ring,
+            sink,
+            batch_size=self.settings.batch_size,
+            interval_s=self.settings.export_interval_ms / 1000,
+        )
+        self.listeners = [
+            listener for listener in self.listeners if not _is_shipper_listener(listener)
+        ]
+        self.listeners.append(shipper.on_snapshot)
+        self.shipper = shipper
+        shipper.start()
+
+    def stop_shipping(self, timeout_s: float) -> bool:
+        shipper = self.shipper
+        if shipper is None:
+            return self.ring.accounting().pending == 0
+        return shipper.shutdown(timeout_s)
 
     def publish(self, snapshot: ResetContextSnapshot) -> None:
         self.ring.append(snapshot)
@@ -58,6 +86,7 @@ class Runtime:
             "export_failed": acct.export_failed,
             "pending": acct.pending,
             "ring_capacity": self.ring.capacity,
+            "shipper_alive": int(self.shipper is not None and self.shipper.is_alive()),
             "internal_errors": internal_error_count(),
         }
         for reason, count in sorted(acct.dropped_by_reason.items()):
@@ -65,11 +94,17 @@ class Runtime:
         return out
 
     def flush(self, timeout_s: float) -> bool:
-        """Until a shipper is attached nothing is exported: true only when nothing is pending."""
-        return self.ring.accounting().pending == 0
+        """Hand everything captured so far to the sink; ``False`` at the deadline."""
+        if self.shipper is None:
+            return self.ring.accounting().pending == 0
+        return self.shipper.flush(timeout_s)
 
     def peer_stats(self) -> dict[tuple[str, int], dict[str, Any]]:
         return self.peers.snapshot()
+
+
+def _is_shipper_listener(listener: Listener) -> bool:
+    return getattr(listener, "__func__", None) is Shipper.on_snapshot
 
 
 RUNTIME: Runtime | None = None

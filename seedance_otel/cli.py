@@ -1,4 +1,4 @@
-"""The ``seedance-otel`` command."""
+"""The ``seedance-otel`` command: one subcommand per module, each with its own ``register``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from collections.abc import Sequence
 
 from ._version import __version__
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .receiver import cli as receiver_cli
+
     parser = argparse.ArgumentParser(
         prog="seedance-otel",
         description=(
@@ -20,17 +22,21 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"seedance-otel {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (receiver_cli,):
+        module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    func = getattr(args, "func", None)
+    if func is None:
         parser.print_help()
         return 0
-    return 0
+    result: int = func(args)
+    return result
 
 
 if __name__ == "__main__":  # pragma: no cover

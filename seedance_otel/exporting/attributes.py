@@ -12,6 +12,7 @@ JSONL written in-process.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,18 +67,20 @@ def _tls_protocol(version: str) -> tuple[str, str] | None:
     return None
 
 
+_PAIRS = tuple(FIELD_TO_ATTRIBUTE.items())
+_read_fields = operator.attrgetter(*(field for field, _ in _PAIRS))
+
+
 def snapshot_to_attributes(snapshot: ResetContextSnapshot) -> dict[str, Any]:
     """OTel attributes of ``snapshot``; absent values are left out (OTel has no null)."""
-    out: dict[str, Any] = {}
-    for field, attribute in FIELD_TO_ATTRIBUTE.items():
-        value = getattr(snapshot, field)
-        if value is None:
-            continue
-        if isinstance(value, FaultKind):
-            value = value.value
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[attribute] = value
+    out: dict[str, Any] = {
+        attribute: value
+        for (_field, attribute), value in zip(_PAIRS, _read_fields(snapshot), strict=True)
+        if value is not None
+    }
+    out["seedance.fault.kind"] = snapshot.kind.value
+    if snapshot.alpn_offered is not None:
+        out["seedance.tls.alpn.offered"] = list(snapshot.alpn_offered)
     out["error.type"] = snapshot.error_type
     if snapshot.tls_version:
         split = _tls_protocol(snapshot.tls_version)

@@ -1,0 +1,154 @@
+"""The background worker that drains the ring into a sink, in batches.
+
+One daemon thread per process. It takes snapshots by sequence number (a batch
+at a time, never a copy of the whole ring), hands them to the sink, and
+settles them in the ring's accounting as exported, failed or dropped. A batch
+leaves when it is full (the capture path wakes the worker) or when the
+interval passes. The worker runs with OTel instrumentation suppressed, so
+nothing it does - its exporter's DNS lookups and connections included - is
+ever captured as a fault.
+
+While the collector is down the worker may sit in the SDK exporter's retry
+backoff; the ring keeps taking snapshots and counts the ones it has to
+overwrite. ``shutdown()`` interrupts the backoff (the exporter's own
+``shutdown``), so ``uninstrument()`` and interpreter exit are bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from .._guard import report_internal_error
+from .._ring import RingBuffer
+from .._snapshot import ResetContextSnapshot
+from .sinks import ExportOutcome, Sink
+
+__all__ = ["AFTER_SHUTDOWN", "EXPORTER_NONE", "Shipper"]
+
+_logger = logging.getLogger("seedance_otel")
+
+AFTER_SHUTDOWN = "after_shutdown"
+EXPORTER_NONE = "exporter_none"
+_JOIN_TIMEOUT_S = 2.0
+
+
+class Shipper:
+    """Drains ``ring`` into ``sink``; see the module docstring."""
+
+    def __init__(
+        self,
+        ring: RingBuffer[ResetContextSnapshot],
+        sink: Sink,
+        *,
+        batch_size: int,
+        interval_s: float,
+    ) -> None:
+        self._ring = ring
+        self._sink = sink
+        self._batch_size = batch_size
+        self._interval_s = interval_s
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stopped = False
+        self._progress = threading.Condition()
+        self._settled_seq = 0
+        """Every snapshot with a lower sequence number has been settled."""
+        self._thread = threading.Thread(
+            target=self._run, name="seedance-otel-shipper", daemon=True
+        )
+
+    @property
+    def sink(self) -> Sink:
+        return self._sink
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- called from the capture path (any thread) ----------------------------
+
+    def on_snapshot(self, snapshot: ResetContextSnapshot) -> None:
+        if self._stopped:
+            self._ring.drop_unread(AFTER_SHUTDOWN)
+            return
+        if self._ring.unread() >= self._batch_size:
+            self._wake.set()
+
+    # -- worker ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        with suppress_instrumentation():
+            while not self._stopping.is_set():
+                self._wake.wait(self._interval_s)
+                self._wake.clear()
+                try:
+                    self._drain()
+                except Exception:
+                    report_internal_error("shipper")
+                    self._stopping.wait(self._interval_s)  # never spin on a failure
+
+    def _drain(self) -> None:
+        while not self._stopping.is_set():
+            batch = self._ring.take(self._batch_size)
+            if not batch.items:
+                self._mark_settled(batch.first_seq)
+                return
+            try:
+                outcome = self._sink.export(batch.items)
+            except Exception:
+                _logger.exception("seedance_otel: the %s exporter raised", self._sink.name)
+                outcome = ExportOutcome.FAILED
+            count = len(batch.items)
+            if outcome == ExportOutcome.EXPORTED:
+                self._ring.settle(exported=count)
+            elif outcome == ExportOutcome.DROPPED:
+                self._ring.drop_taken(count, EXPORTER_NONE)
+            else:
+                self._ring.settle(failed=count)
+            self._mark_settled(batch.first_seq + count)
+
+    def _mark_settled(self, seq: int) -> None:
+        with self._progress:
+            if seq > self._settled_seq:
+                self._settled_seq = seq
+            self._progress.notify_all()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def flush(self, timeout_s: float) -> bool:
+        """Ship everything captured so far; ``False`` if the deadline passes first."""
+        if self._stopped or not self._thread.is_alive():
+            return self._ring.accounting().pending == 0
+        target = self._ring.accounting().captured
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._progress:
+            while self._settled_seq < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()
+                self._progress.wait(min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Flush within ``timeout_s``, then stop; returns whether the flush completed."""
+        if self._stopped:
+            return True
+        flushed = self.flush(timeout_s)
+        self._stopped = True
+        self._stopping.set()
+        self._wake.set()
+        try:
+            self._sink.shutdown()  # interrupts a retry backoff in progress
+        except Exception:
+            report_internal_error("exporter shutdown")
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(_JOIN_TIMEOUT_S)
+        self._ring.drop_unread(AFTER_SHUTDOWN)
+        return flushed

@@ -1,0 +1,251 @@
+"""Where a batch of snapshots goes: OTLP (the SDK's own exporters), the console, a JSONL file.
+
+``SEEDANCE_OTEL_EXPORTER`` chooses the sink:
+
+* ``otlp`` (default): one OTel log record per snapshot, through the SDK's
+  ``OTLPLogExporter`` - gRPC or HTTP/protobuf as ``OTEL_EXPORTER_OTLP_LOGS_PROTOCOL``
+  / ``OTEL_EXPORTER_OTLP_PROTOCOL`` say (gRPC, ``localhost:4317``, when nothing
+  is set), with endpoint, headers, TLS, compression, timeout and retries as the
+  SDK resolves them from ``OTEL_EXPORTER_OTLP_*``. We never encode OTLP
+  ourselves.
+* ``console``: one readable line per snapshot on stderr.
+* ``jsonl``: one JSON object per snapshot appended to ``SEEDANCE_OTEL_FILE``
+  (what ``seedance-otel diagnose`` reads).
+* ``none``: nothing leaves the process; snapshots stay in the ring for
+  ``snapshots()`` and are counted as dropped (``exporter_none``).
+
+The records are exported with our own exporter instance, not through the
+application's LoggerProvider: they are shipped even when the application has
+no logs pipeline, and never twice when it has one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from .._snapshot import ResetContextSnapshot
+from .._version import __version__
+from .attributes import EVENT_NAME, snapshot_to_attributes
+
+__all__ = [
+    "ConsoleSink",
+    "ExportOutcome",
+    "JsonlSink",
+    "NullSink",
+    "OtlpSink",
+    "Sink",
+    "format_line",
+    "make_sink",
+    "to_log_records",
+]
+
+
+class ExportOutcome:
+    EXPORTED = "exported"
+    FAILED = "failed"
+    DROPPED = "dropped"
+
+
+class Sink(Protocol):
+    """Receives batches from the shipper's thread only."""
+
+    name: str
+
+    def export(self, snapshots: Sequence[ResetContextSnapshot]) -> str:
+        """Deliver the batch; return an :class:`ExportOutcome` value."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop, interrupting any retry backoff in progress."""
+        ...
+
+
+def format_line(snapshot: ResetContextSnapshot, service: str | None = None) -> str:
+    """One human-readable line for a snapshot (console sink, ``seedance-otel receive``)."""
+    parts = [snapshot.kind.value, f"{snapshot.library}/{snapshot.phase}"]
+    if service:
+        parts.insert(0, f"[{service}]")
+    target = snapshot.server_address or "?"
+    if snapshot.server_port is not None:
+        target += f":{snapshot.server_port}"
+    if snapshot.peer_address and snapshot.peer_address != snapshot.server_address:
+        target += f" ({snapshot.peer_address}:{snapshot.peer_port})"
+    parts.append(target)
+    if snapshot.connection_reused is not None:
+        parts.append("reused" if snapshot.connection_reused else "fresh")
+    if snapshot.connection_idle_s is not None:
+        parts.append(f"idle={snapshot.connection_idle_s:.2f}s")
+    if snapshot.connection_age_s is not None:
+        parts.append(f"age={snapshot.connection_age_s:.2f}s")
+    if snapshot.alpn_offered is not None:
+        offered = ",".join(snapshot.alpn_offered) or "nothing"
+        parts.append(f"alpn offered={offered} got={snapshot.alpn_negotiated or 'none'}")
+    if snapshot.dns_question:
+        duration = f" {snapshot.dns_duration_s:.2f}s" if snapshot.dns_duration_s else ""
+        parts.append(f"dns={snapshot.dns_question}{duration}")
+    parts.append(snapshot.error_type)
+    if snapshot.errno is not None:
+        parts.append(f"errno={snapshot.errno}")
+    if snapshot.trace_id:
+        parts.append(f"trace={snapshot.trace_id}")
+    return " ".join(parts)
+
+
+def default_resource() -> Resource:
+    """The application's resource if it configured an SDK tracer provider, else from env."""
+    provider = otel_trace.get_tracer_provider()
+    resource = getattr(provider, "resource", None)
+    if isinstance(resource, Resource):
+        return resource
+    return Resource.create()
+
+
+def to_log_records(
+    snapshots: Sequence[ResetContextSnapshot], resource: Resource, scope: InstrumentationScope
+) -> list[Any]:
+    """SDK ``ReadableLogRecord``s: event ``seedance.connection.fault``, WARN, trace context."""
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.context import Context
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.trace import set_span_in_context
+
+    records = []
+    for snapshot in snapshots:
+        context: Context | None = None
+        if snapshot.trace_id and snapshot.span_id:
+            span_context = SpanContext(
+                trace_id=int(snapshot.trace_id, 16),
+                span_id=int(snapshot.span_id, 16),
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+            context = set_span_in_context(NonRecordingSpan(span_context))
+        record = LogRecord(
+            timestamp=snapshot.timestamp_ns,
+            observed_timestamp=snapshot.timestamp_ns,
+            context=context,
+            severity_text="WARN",
+            severity_number=SeverityNumber.WARN,
+            body=f"{snapshot.kind.value}: {snapshot.error_message or snapshot.error_type}",
+            attributes=snapshot_to_attributes(snapshot),
+            event_name=EVENT_NAME,
+        )
+        records.append(
+            ReadableLogRecord(log_record=record, resource=resource, instrumentation_scope=scope)
+        )
+    return records
+
+
+def _otlp_protocol() -> str:
+    for name in ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = os.environ.get(name, "").strip().lower()
+        if value:
+            return value
+    return "grpc"
+
+
+class OtlpSink:
+    """Export through the SDK's OTLP log exporter (gRPC or HTTP/protobuf)."""
+
+    def __init__(self, resource: Resource | None = None) -> None:
+        protocol = _otlp_protocol()
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+        elif protocol in ("http/protobuf", "http"):
+            from opentelemetry.exporter.otlp.proto.http._log_exporter import (  # type: ignore[assignment]
+                OTLPLogExporter,
+            )
+        else:
+            raise ValueError(f"unsupported OTLP protocol {protocol!r} (use grpc or http/protobuf)")
+        self.name = f"otlp/{protocol}"
+        self._exporter = OTLPLogExporter()
+        self._resource = resource or default_resource()
+        self._scope = InstrumentationScope("seedance_otel", __version__)
+
+    def export(self, snapshots: Sequence[ResetContextSnapshot]) -> str:
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+        records = to_log_records(snapshots, self._resource, self._scope)
+        result = self._exporter.export(records)
+        return (
+            ExportOutcome.EXPORTED
+            if result == LogRecordExportResult.SUCCESS
+            else ExportOutcome.FAILED
+        )
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+
+class ConsoleSink:
+    """One line per snapshot on stderr."""
+
+    name = "console"
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream or sys.stderr
+
+    def export(self, snapshots: Sequence[ResetContextSnapshot]) -> str:
+        try:
+            self._stream.write("".join(f"seedance: {format_line(s)}\n" for s in snapshots))
+            self._stream.flush()
+        except (OSError, ValueError):
+            return ExportOutcome.FAILED
+        return ExportOutcome.EXPORTED
+
+    def shutdown(self) -> None:
+        pass
+
+
+class JsonlSink:
+    """Append one JSON object per snapshot to a file (``seedance-otel diagnose`` input)."""
+
+    name = "jsonl"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def export(self, snapshots: Sequence[ResetContextSnapshot]) -> str:
+        lines = "".join(json.dumps(s.to_dict(), separators=(",", ":")) + "\n" for s in snapshots)
+        try:
+            with self._lock, open(self.path, "a", encoding="utf-8") as f:
+                f.write(lines)
+        except OSError:
+            return ExportOutcome.FAILED
+        return ExportOutcome.EXPORTED
+
+    def shutdown(self) -> None:
+        pass
+
+
+class NullSink:
+    """``SEEDANCE_OTEL_EXPORTER=none``: keep nothing beyond the ring."""
+
+    name = "none"
+
+    def export(self, snapshots: Sequence[ResetContextSnapshot]) -> str:
+        return ExportOutcome.DROPPED
+
+    def shutdown(self) -> None:
+        pass
+
+
+def make_sink(exporter: str, file: str) -> Sink:
+    if exporter == "otlp":
+        return OtlpSink()
+    if exporter == "console":
+        return ConsoleSink()
+    if exporter == "jsonl":
+        return JsonlSink(file)
+    return NullSink()

@@ -1,0 +1,131 @@
+"""The two zero-code paths, end to end, as subprocesses against a real OTLP receiver."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from seedance_otel.receiver import Receiver
+
+from faultservers import Action, HttpFaultServer
+
+ROOT = Path(__file__).parent.parent
+BIN = Path(sys.executable).parent
+
+APP = """
+import asyncio
+import aiohttp
+import httpx
+
+async def main(url):
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.post(url + "/aiohttp", data=b"x"):
+                pass
+        except aiohttp.ClientError:
+            pass
+    with httpx.Client() as client:
+        try:
+            client.post(url + "/httpx", content=b"x")
+        except httpx.HTTPError:
+            pass
+
+asyncio.run(main(URL))
+"""
+
+
+def run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_SERVICE_NAME": "zero-code-app",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "SEEDANCE_OTEL_EXPORTER": "otlp",
+        **env,
+    }
+    return subprocess.run(argv, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def server():
+    with HttpFaultServer(lambda info: Action.RST) as s:
+        yield s
+
+
+def write_app(tmp_path: Path, url: str, first_line: str = "") -> Path:
+    app = tmp_path / "app.py"
+    app.write_text(first_line + f"URL = {url!r}\n" + textwrap.dedent(APP))
+    return app
+
+
+def check_events_join_client_spans(receiver: Receiver) -> None:
+    assert receiver.wait_for_snapshots(2, 20), receiver.requests
+    assert receiver.wait_for_spans(2, 20), receiver.requests
+    snapshots = {item.snapshot.library: item for item in receiver.snapshots}
+    assert set(snapshots) == {"aiohttp", "httpx"}
+    client_spans = {(s.trace_id, s.span_id): s for s in receiver.spans if s.kind == 3}  # CLIENT
+    for library, item in snapshots.items():
+        assert item.service_name == "zero-code-app"
+        snap = item.snapshot
+        assert snap.trace_id is not None, library
+        # aiohttp may retry (one span covers both attempts); the event belongs
+        # to the contrib client span of that request.
+        assert (snap.trace_id, snap.span_id) in client_spans, (library, snap, client_spans)
+
+
+def test_opentelemetry_instrument_loads_us(tmp_path, server):
+    with Receiver("127.0.0.1", 0, None) as receiver:
+        app = write_app(tmp_path, server.url(""))
+        proc = run(
+            [str(BIN / "opentelemetry-instrument"), sys.executable, str(app)],
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint},
+            tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        check_events_join_client_spans(receiver)
+
+
+def test_import_auto_first_line(tmp_path, server):
+    with Receiver("127.0.0.1", 0, None) as receiver:
+        app = write_app(tmp_path, server.url(""), first_line="import seedance_otel.auto  # noqa\n")
+        proc = run(
+            [sys.executable, str(app)],
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint},
+            tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        check_events_join_client_spans(receiver)
+
+
+def test_disabled_means_nothing(tmp_path, server):
+    with Receiver("127.0.0.1", 0, None) as receiver:
+        app = write_app(
+            tmp_path,
+            server.url(""),
+            first_line=(
+                "import seedance_otel.auto  # noqa\n"
+                "import aiohttp.connector, ssl\n"
+                "assert not hasattr(aiohttp.connector.BaseConnector._release, '__wrapped__')\n"
+                "assert not hasattr(ssl.SSLContext.set_alpn_protocols, '__wrapped__')\n"
+            ),
+        )
+        proc = run(
+            [sys.executable, str(app)],
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint,
+                "SEEDANCE_OTEL_ENABLED": "false",
+            },
+            tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert not receiver.wait_for_snapshots(1, 1.0)
+        assert receiver.spans == []  # no SDK set-up either
