@@ -12,6 +12,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .dashboards import cli as dashboards_cli
     from .receiver import cli as receiver_cli
 
     parser = argparse.ArgumentParser(
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"seedance-otel {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (receiver_cli,):
+    for module in (receiver_cli, dashboards_cli):
         module.register(subparsers)
     return parser
 
