@@ -9,13 +9,17 @@ to turn it on.
 from ._api import flush, instrument, peer_stats, snapshots, stats, uninstrument
 from ._snapshot import FaultKind, ResetContextSnapshot
 from ._version import __version__
+from .diagnosis import Finding, Severity, diagnose
 from .instrumentor import SeedanceInstrumentor
 
 __all__ = [
     "FaultKind",
+    "Finding",
     "ResetContextSnapshot",
     "SeedanceInstrumentor",
+    "Severity",
     "__version__",
+    "diagnose",
     "flush",
     "instrument",
     "peer_stats",

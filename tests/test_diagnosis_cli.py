@@ -1,0 +1,196 @@
+"""``seedance-otel diagnose FILE [--json]``: output, JSON, malformed lines, exit statuses."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seedance_otel import FaultKind, ResetContextSnapshot
+from seedance_otel.diagnosis import read_snapshots
+from seedance_otel.diagnosis.cli import register
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="seedance-otel")
+    register(main.add_subparsers(dest="command"))
+    return main
+
+
+def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+    args = parser().parse_args(list(argv))
+    out, err = io.StringIO(), io.StringIO()
+    status = args.func(args, stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def reset(idle: float, ok_max: float | None = 1.8, **kw) -> ResetContextSnapshot:
+    fields = dict(
+        kind=FaultKind.CONNECTION_RESET,
+        timestamp_ns=1_700_000_000_000_000_000,
+        library="httpx",
+        phase="request",
+        error_type="httpcore.ReadError",
+        error_message="[Errno 104] Connection reset by peer",
+        server_address="api.test",
+        server_port=443,
+        connection_reused=True,
+        connection_idle_s=idle,
+        connection_age_s=idle + 0.01,
+        connection_requests=1,
+        peer_reuse_ok_max_idle_s=ok_max,
+        peer_reuse_ok_count=4 if ok_max else 0,
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+    )
+    fields.update(kw)
+    return ResetContextSnapshot(**fields)
+
+
+def jsonl(*snaps: ResetContextSnapshot) -> str:
+    return "".join(json.dumps(s.to_dict()) + "\n" for s in snaps)
+
+
+def test_text_report_with_histogram(tmp_path):
+    path = tmp_path / "snaps.jsonl"
+    path.write_text(jsonl(reset(0.004), reset(2.3), reset(2.5), reset(2.9)))
+    status, out, err = run("diagnose", str(path))
+    assert status == 1
+    assert err == ""
+    assert out.startswith(f"4 snapshots from {path}.")
+    assert "SEVERITY" in out and "stale_keepalive" in out and "api.test:443" in out
+    assert "keepalive_expiry=1.4" in out
+    assert "idle before reuse at api.test:443:" in out
+    assert "---- peer idle timeout ~2.05 s (between 1.8 s and 2.3 s) ----" in out
+    # The cliff: the success above the marker, the resets below it.
+    lines = out.splitlines()
+    marker = next(i for i, line in enumerate(lines) if "---- peer idle timeout" in line)
+    assert any("#" in line for line in lines[marker - 3 : marker])
+    after = next(line for line in lines[marker + 1 :] if line.rstrip().endswith(" 1"))
+    assert "x" in after and "#" not in after
+
+
+def test_json_output(tmp_path):
+    path = tmp_path / "snaps.jsonl"
+    path.write_text(jsonl(reset(2.3), reset(2.5)) + "garbage\n")
+    status, out, _ = run("diagnose", str(path), "--json")
+    assert status == 1
+    document = json.loads(out)
+    assert document["snapshots"] == 2
+    assert document["exit_status"] == 1
+    assert document["malformed_lines"] == [
+        {"line": 3, "reason": document["malformed_lines"][0]["reason"]}
+    ]
+    [finding] = document["findings"]
+    assert finding["code"] == "stale_keepalive"
+    assert finding["severity"] == "warning"
+    assert finding["params"]["bracket_low_s"] == 1.8
+    assert finding["evidence"]["idle_histogram"]
+
+
+def test_nested_snapshot_key_and_malformed_lines(tmp_path):
+    good = reset(2.3).to_dict()
+    lines = [
+        json.dumps({"snapshot": good, "resource": {"service.name": "api"}}),
+        "",
+        '{"kind": "connection_reset", "timestamp_ns": 1',  # truncated mid-line
+        json.dumps({"kind": "no_such_kind"}),
+        json.dumps({**good, "connection_idle_s": "long"}),
+        json.dumps([1, 2]),
+        json.dumps({"hello": "world"}),
+        # What ``seedance-otel receive --jsonl`` writes: the snapshot plus its service.
+        json.dumps({"service.name": "checkout", **reset(2.6).to_dict()}),
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    source = read_snapshots(path.read_text().splitlines())
+    assert len(source.snapshots) == 2
+    assert [m.line for m in source.malformed] == [3, 4, 5, 6, 7]
+    status, out, _ = run("diagnose", str(path))
+    assert status == 1
+    assert "5 malformed lines skipped:" in out
+    assert "line 3: not JSON" in out
+    assert "line 5: connection_idle_s: str" in out
+    assert "stale_keepalive" in out
+
+
+def test_nothing_to_fix_exits_zero(tmp_path):
+    path = tmp_path / "calm.jsonl"
+    closes = [
+        reset(
+            v,
+            None,
+            kind=FaultKind.PEER_CLOSED_IDLE,
+            library="aiohttp",
+            phase="idle",
+            error_type="EOF",
+            error_message="",
+            trace_id=None,
+        )
+        for v in (8.01, 8.02)
+    ]
+    path.write_text(jsonl(*closes))
+    status, out, _ = run("diagnose", str(path))
+    assert status == 0  # only an info: the pool noticed the closes in time
+    assert "info" in out and "keepalive_timeout=6.4" in out
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    status, out, _ = run("diagnose", str(empty))
+    assert status == 0
+    assert "0 snapshots" in out and "Nothing to fix" in out
+
+
+def test_errors_exit_two(tmp_path):
+    status, out, err = run("diagnose", str(tmp_path / "missing.jsonl"))
+    assert status == 2 and out == ""
+    assert "cannot read" in err and "missing.jsonl" in err
+    status, _, err = run("diagnose", str(tmp_path))  # a directory
+    assert status == 2 and "cannot read" in err
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text("not json\nnor this\n")
+    status, _, err = run("diagnose", str(junk))
+    assert status == 2
+    assert "none of its 2 lines is a snapshot (line 1: not JSON" in err
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_args(["diagnose"])
+    assert exc.value.code == 2
+
+
+def test_stdin():
+    status, out, _ = run("diagnose", "-", "--json", stdin=jsonl(reset(2.3)))
+    assert status == 1
+    assert json.loads(out)["source"] == "-"
+
+
+def test_real_process_exit_status(tmp_path):
+    """The handler's status becomes the process's (as ``seedance-otel diagnose`` will)."""
+    path = tmp_path / "snaps.jsonl"
+    path.write_text(jsonl(reset(2.3)))
+    code = (
+        "import argparse, sys\n"
+        "from seedance_otel.diagnosis.cli import register\n"
+        "p = argparse.ArgumentParser(prog='seedance-otel')\n"
+        "register(p.add_subparsers(dest='command'))\n"
+        "a = p.parse_args(sys.argv[1:])\n"
+        "sys.exit(a.func(a))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "diagnose", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["findings"][0]["code"] == "stale_keepalive"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "diagnose", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
