@@ -13,6 +13,8 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from .dashboards import cli as dashboards_cli
+    from .demo import cli as demo_cli
+    from .diagnosis import cli as diagnosis_cli
     from .receiver import cli as receiver_cli
 
     parser = argparse.ArgumentParser(
@@ -24,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"seedance-otel {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (receiver_cli, dashboards_cli):
+    for module in (demo_cli, receiver_cli, diagnosis_cli, dashboards_cli):
         module.register(subparsers)
     return parser
 

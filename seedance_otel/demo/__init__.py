@@ -1,0 +1,1 @@
+"""`seedance-otel demo`: the three traps on loopback, shipped over real OTLP, then diagnosed."""
