@@ -8,6 +8,9 @@ cancels out, and reports instructions per request raw and instrumented. The
 added instructions are converted to microseconds with the raw workload's own
 CPU time per instruction, measured natively in the same run.
 
+The garbage collector is disabled in the measured process: a collection that
+lands in one of the two runs and not the other would swamp the difference.
+
 Usage: python -m benchmarks.instructions [--requests 400]
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +32,8 @@ from benchmarks.overhead import (
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 CHILD = """
-import os, sys
+import gc, os, sys
+gc.disable()  # a collection landing in one run and not the other would swamp the difference
 sys.path.insert(0, {root!r})
 os.environ["SEEDANCE_OTEL_EXPORTER"] = "none"
 from benchmarks import overhead
@@ -76,28 +81,40 @@ def native_us_per_request(name: str, url: str, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3, help="pairs of runs per mode")
     parser.add_argument(
         "--only", default="sequential", help="substring of workload names (default: sequential)"
     )
     args = parser.parse_args()
     n = args.requests
-    print(f"instructions per request (valgrind callgrind), {n} vs {2 * n} requests")
-    print(f"{'workload':<24} {'raw Ir':>9} {'instr Ir':>9} {'added Ir':>9} {'~added us':>10}")
+    print(
+        f"instructions per request (valgrind callgrind), {n} vs {2 * n} requests, "
+        f"median of {args.repeats} alternating repeats"
+    )
+    print(
+        f"{'workload':<24} {'raw Ir':>9} {'instr Ir':>9} {'added Ir (min..max)':>26} "
+        f"{'~added us':>10}"
+    )
     with bench_server() as url:
         for name, _fn, _c in WORKLOADS:
             if args.only not in name:
                 continue
-            per: dict[str, float] = {}
-            for mode in ("raw", "instrumented"):
-                small = count(name, mode, url, n)
-                large = count(name, mode, url, 2 * n)
-                per[mode] = (large - small) / n
+            per: dict[str, list[float]] = {"raw": [], "instrumented": []}
+            for repeat in range(args.repeats):
+                modes = ("raw", "instrumented") if repeat % 2 == 0 else ("instrumented", "raw")
+                for mode in modes:
+                    small = count(name, mode, url, n)
+                    large = count(name, mode, url, 2 * n)
+                    per[mode].append((large - small) / n)
+            raw = statistics.median(per["raw"])
+            ins = statistics.median(per["instrumented"])
+            diffs = [i - r for i, r in zip(per["instrumented"], per["raw"], strict=True)]
             us = native_us_per_request(name, url, 2000)
-            added = per["instrumented"] - per["raw"]
+            spread = f"{min(diffs):+.0f}..{max(diffs):+.0f}"
             print(
-                f"{name:<24} {per['raw']:9.0f} {per['instrumented']:9.0f} {added:+9.0f} "
-                f"{added * us / per['raw']:+10.2f}",
+                f"{name:<24} {raw:9.0f} {ins:9.0f} {ins - raw:+9.0f} ({spread:>14}) "
+                f"{(ins - raw) * us / raw:+10.2f}",
                 flush=True,
             )
 

@@ -34,9 +34,13 @@ __all__ = [
     "first_message",
 ]
 
-_RECENT_LIMIT = 256
+_RECENT_LIMIT = 16
 _recent_lock = threading.Lock()
 _recent: OrderedDict[int, BaseException] = OrderedDict()
+"""The last few recorded exceptions, so one re-raised past a second hook is not
+recorded twice. Holding them keeps ids unique (an id alone can be reused the
+moment an exception is freed, which in a fault storm happens constantly); the
+window is small because each one keeps its traceback's frames alive."""
 
 
 def error_type_name(exc: BaseException) -> str:
@@ -65,9 +69,8 @@ def _seen_before(exc: BaseException) -> bool:
     """True if this exception object already produced a snapshot (re-raised upward)."""
     key = id(exc)
     with _recent_lock:
-        if key in _recent and _recent[key] is exc:
+        if _recent.get(key) is exc:
             return True
-        # Holding the exception keeps its id from being reused while listed.
         _recent[key] = exc
         if len(_recent) > _RECENT_LIMIT:
             _recent.popitem(last=False)

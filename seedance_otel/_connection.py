@@ -58,9 +58,11 @@ SO_COOKIE = getattr(socket, "SO_COOKIE", 57 if sys.platform.startswith("linux") 
 class PeerStats:
     """What we learned about one peer's keep-alive behaviour.
 
-    ``record_reuse_ok`` runs on every successful reuse, so it only counts,
-    keeps the maximum and writes one slot of a small ring of recent samples;
-    summaries are computed when asked for.
+    Successful reuses are recorded by ``ConnectionHistory.end_request_ok``
+    (inline: it runs on every reused request), which only counts, keeps the
+    maximum and writes one slot of a small ring of recent samples
+    (``reuse_ok_recent``, indexed by count modulo ``RECENT``); summaries are
+    computed when asked for.
     """
 
     __slots__ = (
@@ -81,14 +83,6 @@ class PeerStats:
         self.idle_close_count = 0
         self.idle_close_min_s: float | None = None
         self.idle_close_max_s: float | None = None
-
-    def record_reuse_ok(self, idle_s: float) -> None:
-        """A request on a connection idle for ``idle_s`` succeeded."""
-        count = self.reuse_ok_count
-        self.reuse_ok_recent[count % 64] = idle_s
-        self.reuse_ok_count = count + 1
-        if idle_s > self.reuse_ok_max_idle_s:
-            self.reuse_ok_max_idle_s = idle_s
 
     def record_idle_close(self, idle_s: float) -> None:
         """The peer closed a connection that had been idle for ``idle_s``."""
@@ -232,7 +226,6 @@ class ConnectionHistory:
         "peer_address",
         "peer_port",
         "request",
-        "request_started_at",
         "requests_completed",
         "reused_for_request",
         "server_address",
@@ -260,7 +253,6 @@ class ConnectionHistory:
         self.broken = False
         self.closed = False
         """A request on it failed: the library is closing it, not the peer."""
-        self.request_started_at: float | None = None
         self.idle_before_request_s: float | None = None
         self.reused_for_request = False
         self.request: Any = None
@@ -304,7 +296,6 @@ class ConnectionHistory:
         else:
             self.reused_for_request = self.requests_completed > 0
             self.idle_before_request_s = None
-        self.request_started_at = now
         self.request = request
         self.active = self.active + 1 if multiplexed else 1
 
@@ -317,7 +308,13 @@ class ConnectionHistory:
             self.idle_since = now
         idle = self.idle_before_request_s
         if idle is not None:
-            self.peer.record_reuse_ok(idle)
+            # PeerStats.record_reuse_ok, inlined: this runs on every reused request.
+            peer = self.peer
+            count = peer.reuse_ok_count
+            peer.reuse_ok_recent[count % PeerStats.RECENT] = idle
+            peer.reuse_ok_count = count + 1
+            if idle > peer.reuse_ok_max_idle_s:
+                peer.reuse_ok_max_idle_s = idle
             self.idle_before_request_s = None
         self.request = None
 

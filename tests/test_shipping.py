@@ -218,3 +218,19 @@ def test_kinds_other_than_resets_are_shipped_too(monkeypatch, receiver, shipping
     run_steps("httpx-sync", [("GET", f"http://127.0.0.1:{closed_port()}/")])
     assert receiver.wait_for_snapshots(1, 10)
     assert receiver.snapshots[0].snapshot.kind is FaultKind.CONNECT_REFUSED
+
+
+def test_unsupported_otlp_protocol_warns_and_uses_grpc(monkeypatch, caplog, receiver):
+    import logging
+
+    from seedance_otel.exporting.sinks import OtlpSink
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint)
+    with caplog.at_level(logging.WARNING, logger="seedance_otel"):
+        sink = OtlpSink()
+    try:
+        assert sink.name == "otlp/grpc"
+        assert any("http/json" in r.getMessage() for r in caplog.records)
+    finally:
+        sink.shutdown()

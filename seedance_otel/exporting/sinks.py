@@ -22,6 +22,7 @@ no logs pipeline, and never twice when it has one.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -48,6 +49,9 @@ __all__ = [
     "make_sink",
     "to_log_records",
 ]
+
+
+_logger = logging.getLogger("seedance_otel")
 
 
 class ExportOutcome:
@@ -146,11 +150,24 @@ def to_log_records(
     return records
 
 
+_PROTOCOLS = ("grpc", "http/protobuf")
+
+
 def _otlp_protocol() -> str:
+    """The OTLP protocol the standard variables ask for; a bad value warns and uses gRPC."""
     for name in ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         value = os.environ.get(name, "").strip().lower()
-        if value:
+        if not value:
+            continue
+        if value in _PROTOCOLS:
             return value
+        _logger.warning(
+            "seedance_otel: %s=%r is not supported for snapshots (use grpc or "
+            "http/protobuf); using grpc",
+            name,
+            value,
+        )
+        return "grpc"
     return "grpc"
 
 

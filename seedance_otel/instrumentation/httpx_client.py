@@ -39,7 +39,7 @@ from .._classify import HookFacts
 from .._connection import ConnectionHistory, SocketFacts, socket_facts
 from .._guard import report_internal_error
 from .._snapshot import Phase
-from ._patching import PatchSet
+from ._patching import PatchSet, signature_is
 from .ssl_alpn import alpn_offered_by
 
 __all__ = ["install", "uninstall"]
@@ -256,47 +256,80 @@ def _attach_history(connection: Any) -> ConnectionHistory | None:
     return history
 
 
+def _begin(connection: Any, request: Any, multiplexed: bool) -> None:
+    history = connection._seedance_history
+    if history is None:
+        history = _attach_history(connection)
+    if history is not None:
+        history.begin_request(_monotonic(), request, multiplexed)
+
+
+def _end(connection: Any) -> None:
+    history = connection._seedance_history
+    if history is not None and history.active:
+        exc = sys.exc_info()[1]
+        if exc is None:
+            history.end_request_ok(_monotonic())
+        else:
+            _on_request_failed(history, exc)
+            history.end_request_failed()
+
+
+# Both wrappers serve the async and the sync class alike: the work is done
+# before the call and the original's result (a coroutine for the async class)
+# is returned untouched. Each has an exact-signature form (cheaper) and a
+# generic one for a library whose signature changed (see ``signature_is``).
+
+
 def _make_request_started(multiplexed: bool) -> Any:
     def factory(original: Any) -> Any:
-        # Works for the async and the sync class alike: the work is done before
-        # the call, and the original's result (a coroutine for the async class)
-        # is returned untouched.
-        def request_started(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if signature_is(original, ("self", "request")):
+
+            def request_started(self: Any, request: Any) -> Any:
+                if _patches.enabled:
+                    try:
+                        _begin(self, request, multiplexed)
+                    except Exception:
+                        report_internal_error("httpx request start")
+                return original(self, request)
+
+            return request_started
+
+        def generic_request_started(self: Any, *args: Any, **kwargs: Any) -> Any:
             if _patches.enabled:
                 try:
-                    history = self._seedance_history
-                    if history is None:
-                        history = _attach_history(self)
-                    if history is not None:
-                        history.begin_request(
-                            _monotonic(), args[0] if args else kwargs.get("request"), multiplexed
-                        )
+                    _begin(self, args[0] if args else kwargs.get("request"), multiplexed)
                 except Exception:
                     report_internal_error("httpx request start")
             return original(self, *args, **kwargs)
 
-        return request_started
+        return generic_request_started
 
     return factory
 
 
 def _make_response_closed(original: Any) -> Any:
-    def response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
+    if signature_is(original, ("self",)):
+
+        def response_closed(self: Any) -> Any:
+            if _patches.enabled:
+                try:
+                    _end(self)
+                except Exception:
+                    report_internal_error("httpx response closed")
+            return original(self)
+
+        return response_closed
+
+    def generic_response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _patches.enabled:
             try:
-                history = self._seedance_history
-                if history is not None and history.active:
-                    exc = sys.exc_info()[1]
-                    if exc is None:
-                        history.end_request_ok(_monotonic())
-                    else:
-                        _on_request_failed(history, exc)
-                        history.end_request_failed()
+                _end(self)
             except Exception:
                 report_internal_error("httpx response closed")
         return original(self, *args, **kwargs)
 
-    return response_closed
+    return generic_response_closed
 
 
 def _raised_in_body(tb: TracebackType | None) -> bool:

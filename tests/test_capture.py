@@ -1,0 +1,45 @@
+"""The capture path: one snapshot per fault, never two for one exception, never none for a new one."""
+
+from __future__ import annotations
+
+import seedance_otel
+from seedance_otel._capture import capture_fault
+from seedance_otel._classify import HookFacts
+
+
+def reset() -> ConnectionResetError:
+    try:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except ConnectionResetError as exc:
+        return exc
+
+
+def test_each_new_exception_is_recorded_even_when_the_previous_one_was_freed(instrumented):
+    # In a fault storm exceptions are created and freed back to back and often
+    # reuse the same address: identity must not be mistaken for repetition.
+    for i in range(200):
+        capture_fault(
+            library="asyncio", exc=reset(), facts=HookFacts(phase="request"), server_port=i
+        )
+    assert seedance_otel.stats()["captured"] == 200
+
+
+def test_one_exception_seen_by_two_hooks_is_recorded_once(instrumented):
+    exc = reset()
+    first = capture_fault(library="asyncio", exc=exc, facts=HookFacts(phase="dns"))
+    second = capture_fault(library="asyncio", exc=exc, facts=HookFacts(phase="connect"))
+    assert first is not None and second is None
+    assert len(seedance_otel.snapshots()) == 1
+
+
+def test_not_instrumented_records_nothing():
+    seedance_otel.uninstrument()
+    assert capture_fault(library="asyncio", exc=reset(), facts=HookFacts()) is None
+
+
+def test_suppressed_instrumentation_records_nothing(instrumented):
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        assert capture_fault(library="asyncio", exc=reset(), facts=HookFacts()) is None
+    assert seedance_otel.snapshots() == []

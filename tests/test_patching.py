@@ -1,0 +1,80 @@
+"""Hook installation: exact-signature wrappers, and the generic ones a changed library gets."""
+
+from __future__ import annotations
+
+import pytest
+
+import seedance_otel
+from seedance_otel.instrumentation import aiohttp_client, httpx_client
+from seedance_otel.instrumentation._patching import PatchSet, signature_is
+
+from clients import CLIENTS, library_of, run_steps
+from faultservers import HttpFaultServer
+
+
+def test_signature_is():
+    def a(self, request): ...
+    def b(self, key, protocol, *, should_close=False): ...
+    def c(self, *args, **kwargs): ...
+
+    assert signature_is(a, ("self", "request"))
+    assert not signature_is(a, ("self",))
+    assert signature_is(b, ("self", "key", "protocol"), ("should_close",))
+    assert not signature_is(b, ("self", "key", "protocol"))
+    assert not signature_is(c, ("self",))
+    assert not signature_is(len, ("obj",))  # builtins without a signature are never "exact"
+
+
+@pytest.fixture
+def generic_wrappers(monkeypatch):
+    """Instrument as if the libraries' methods had signatures we do not know."""
+    monkeypatch.setattr(aiohttp_client, "signature_is", lambda *a, **k: False)
+    monkeypatch.setattr(httpx_client, "signature_is", lambda *a, **k: False)
+    seedance_otel.uninstrument()
+    seedance_otel.instrument(exporter="none", strict=True)
+    yield
+    seedance_otel.uninstrument()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_generic_wrappers_capture_the_same(generic_wrappers, client):
+    import aiohttp.connector
+
+    assert aiohttp.connector.Connection.__init__.__code__.co_name == "generic_init"
+    with HttpFaultServer(middlebox_idle_s=0.2) as server:
+        results = run_steps(
+            client,
+            [
+                ("GET", server.url("/a")),
+                ("sleep", 0.1),
+                ("GET", server.url("/b")),
+                ("sleep", 0.4),
+                ("POST", server.url("/c")),
+            ],
+        )
+    assert results[:2] == [200, 200] and isinstance(results[2], Exception)
+    [snap] = [s for s in seedance_otel.snapshots() if s.library == library_of(client)]
+    assert snap.connection_reused is True and snap.connection_requests == 2
+    assert snap.peer_reuse_ok_count == 1
+
+
+def test_restore_leaves_a_later_wrapper_in_place():
+    class Target:
+        def method(self):
+            return "original"
+
+    patches = PatchSet("test")
+    patches.replace(Target, "method", lambda original: lambda self: "ours:" + original(self))
+    ours = Target.__dict__["method"]
+    Target.method = lambda self: "someone else"  # another tool replaced us
+    patches.restore()
+    assert Target().method() == "someone else"
+    assert Target.__dict__["method"] is not ours
+
+
+def test_add_default_refuses_to_shadow():
+    class Target:
+        existing = 1
+
+    with pytest.raises(RuntimeError):
+        PatchSet("test").add_default(Target, "existing", None)
