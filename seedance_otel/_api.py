@@ -19,8 +19,8 @@ from typing import Any
 
 import wrapt
 
-from . import _dns, _runtime
-from ._config import load_settings
+from . import _capture, _dns, _guard, _runtime
+from ._config import SETTINGS, load_settings
 from ._guard import report_internal_error, reset, set_strict
 from ._runtime import Runtime
 from ._snapshot import ResetContextSnapshot
@@ -49,10 +49,21 @@ _LIBRARIES: tuple[tuple[str, Callable[..., None], Callable[[], None]], ...] = (
 def _install_library(
     name: str, install: Callable[..., None], uninstall: Callable[[], None]
 ) -> None:
-    """Install one library's hooks; on failure remove them and say so once."""
-    runtime = _runtime.RUNTIME
-    if runtime is None:
-        return
+    """Install one library's hooks; on failure remove them and say so once.
+
+    Also called from wrapt's import hook, in whatever thread imports the
+    library: the lock keeps it from racing ``instrument()``/``uninstrument()``.
+    """
+    with _lock:
+        runtime = _runtime.RUNTIME
+        if runtime is None:
+            return
+        _install_library_locked(runtime, name, install, uninstall)
+
+
+def _install_library_locked(
+    runtime: Runtime, name: str, install: Callable[..., None], uninstall: Callable[[], None]
+) -> None:
     try:
         install()
     except Exception as exc:
@@ -102,20 +113,16 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    """A forked child starts with an empty ring and its own live worker.
+    """A forked child starts with an empty ring and, lazily, its own worker.
 
-    The parent's snapshots stay the parent's to ship (never twice); threads do
-    not survive fork, and gRPC channels must not be shared, so the child gets a
-    new sink and worker.
+    The parent's snapshots stay the parent's to ship (never twice). Only locks
+    are renewed and state reset here: this runs inside ``fork()``.
     """
+    _guard.reset_after_fork()
+    _capture.reset_after_fork()
     runtime = _runtime.RUNTIME
-    if runtime is None:
-        return
-    try:
-        runtime.ring.clear()
-        runtime.start_shipping()
-    except Exception:
-        _logger.debug("seedance_otel: restarting the shipper after fork failed", exc_info=True)
+    if runtime is not None:
+        runtime.after_fork_in_child()
 
 
 def _register_process_hooks() -> None:
@@ -145,6 +152,11 @@ def instrument(**options: Any) -> None:
     raises ``TypeError`` naming it.
     """
     start(options, providers={})
+
+
+def option_names() -> frozenset[str]:
+    """Every option ``instrument()`` accepts."""
+    return frozenset(setting.option for setting in SETTINGS)
 
 
 def start(options: dict[str, Any], providers: dict[str, Any]) -> None:
@@ -178,6 +190,10 @@ def start(options: dict[str, Any], providers: dict[str, Any]) -> None:
             _register_import_hooks()
             runtime.start_shipping()
             _register_process_hooks()
+            from .instrumentor import SeedanceInstrumentor
+
+            # Keep BaseInstrumentor's own flag in step when instrumented from here.
+            SeedanceInstrumentor()._is_instrumented_by_opentelemetry = True
         except BaseException:
             _runtime.RUNTIME = None
             _dns.lookup_listeners.clear()

@@ -43,6 +43,13 @@ moment an exception is freed, which in a fault storm happens constantly); the
 window is small because each one keeps its traceback's frames alive."""
 
 
+def reset_after_fork() -> None:
+    """In a forked child: a fresh lock, no memory of the parent's exceptions."""
+    global _recent_lock  # noqa: PLW0603
+    _recent_lock = threading.Lock()
+    _recent.clear()
+
+
 def error_type_name(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
@@ -208,13 +215,19 @@ def capture_idle_close(
     trace_ids: tuple[str | None, str | None] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> ResetContextSnapshot | None:
-    """The peer closed a pooled connection while it sat idle (FIN or RST)."""
+    """The peer closed a pooled connection while it sat idle (FIN or RST).
+
+    The per-peer evidence is kept even when ``capture_idle_closes`` is off; only
+    the snapshot is skipped.
+    """
     runtime = _runtime.RUNTIME
-    if runtime is None or not runtime.settings.capture_idle_closes:
+    if runtime is None or not is_instrumentation_enabled():
         return None
     now = time.monotonic()
     if history.idle_since is not None:
         history.peer.record_idle_close(now - history.idle_since)
+    if not runtime.settings.capture_idle_closes:
+        return None
     classification = Classification(
         kind=FaultKind.PEER_CLOSED_IDLE,
         phase=Phase.IDLE.value,

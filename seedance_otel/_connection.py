@@ -145,6 +145,9 @@ class PeerRegistry:
         with self._lock:
             self._peers.clear()
 
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+
 
 class SocketFacts:
     """Addresses and TLS facts read once from a freshly made connection."""
@@ -290,7 +293,9 @@ class ConnectionHistory:
         ``active`` to 1 (a start the library then refused must not leave the
         connection looking busy forever).
         """
-        if self.requests_completed and not self.active:
+        # HTTP/1.1 carries one request at a time: a leftover ``active`` (a start
+        # the library refused) must not hide the idle time.
+        if self.requests_completed and (not multiplexed or not self.active):
             self.reused_for_request = True
             self.idle_before_request_s = now - self.idle_since  # type: ignore[operator]
         else:

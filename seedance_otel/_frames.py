@@ -15,7 +15,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["find_local"]
+__all__ = ["find_local", "raised_through"]
 
 
 def find_local(accept: Callable[[str, Any], bool], *, skip: int = 1, max_depth: int = 12) -> Any:
@@ -36,3 +36,32 @@ def find_local(accept: Callable[[str, Any], bool], *, skip: int = 1, max_depth: 
         frame = frame.f_back
         depth += 1
     return None
+
+
+_OWNER_NAMES = ("self", "conn", "connection", "protocol")
+
+
+def raised_through(exc: BaseException, owns: Callable[[Any], bool]) -> bool:
+    """Whether ``exc`` was raised through a frame working on our connection.
+
+    ``sys.exc_info()`` in a close hook is whatever the caller is handling: the
+    library's own failure when it closes a connection after an error, but also
+    an unrelated application exception when the application makes or closes a
+    request inside its own ``except`` block. Only the former is this
+    connection's fault. Fault path only.
+    """
+    tb = exc.__traceback__
+    depth = 0
+    while tb is not None and depth < 64:
+        local_vars = tb.tb_frame.f_locals
+        for name in _OWNER_NAMES:
+            value = local_vars.get(name)
+            if value is not None:
+                try:
+                    if owns(value):
+                        return True
+                except Exception:
+                    pass
+        tb = tb.tb_next
+        depth += 1
+    return False

@@ -30,6 +30,12 @@ def set_strict(strict: bool) -> None:
     _strict = strict
 
 
+def reset_after_fork() -> None:
+    """In a forked child the lock may have been held by a thread that is gone."""
+    global _lock  # noqa: PLW0603
+    _lock = threading.Lock()
+
+
 def reset() -> None:
     """Forget counts and rate-limit state (a new ``instrument()`` starts afresh)."""
     with _lock:

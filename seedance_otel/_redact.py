@@ -28,13 +28,18 @@ _SEMCONV_SECRET_KEYS = frozenset(
         "X-Goog-Signature",
     )
 )
-_SECRET_KEY_PATTERN = re.compile(
-    r"pass(word|wd)?|secret|token|api[-_]?key|access[-_]?key|auth|signature|credential|session",
-    re.IGNORECASE,
+# One list of secret-looking key names, for query parameters and for
+# ``key=value`` pairs in messages alike.
+_SECRET_WORDS = (
+    r"pass(?:word|wd)?|secret|token|api[-_]?key|access[-_]?key|auth|signature|credential|session"
 )
-_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.\-]*://[^\s'"<>\]\)]+""")
+_SECRET_KEY_PATTERN = re.compile(_SECRET_WORDS, re.IGNORECASE)
+# A URL in free text; the host may be a bracketed IPv6 literal.
+_URL_IN_TEXT = re.compile(
+    r"""[A-Za-z][A-Za-z0-9+.\-]*://(?:\[[0-9A-Za-z:.%]*\]|[^\s'"<>\[\]()])+"""
+)
 _KEY_VALUE_IN_TEXT = re.compile(
-    r"""(?P<key>[A-Za-z0-9_\-]*(?:pass(?:word|wd)?|secret|token|api[-_]?key|access[-_]?key|signature|credential)[A-Za-z0-9_\-]*)(?P<sep>\s*[=:]\s*)(?P<value>[^\s&'",;]+)""",
+    rf"""(?P<key>[A-Za-z0-9_\-]*(?:{_SECRET_WORDS}|sig)[A-Za-z0-9_\-]*)(?P<sep>\s*[=:]\s*)(?P<value>[^\s&'",;]+)""",
     re.IGNORECASE,
 )
 
@@ -76,7 +81,7 @@ def redact_url(url: str) -> str:
         return REDACTED
 
 
-_SECRET_WORDS = ("pass", "secret", "token", "key", "signature", "credential")
+_SECRET_HINTS = ("pass", "secret", "token", "key", "sig", "credential", "auth", "session")
 
 
 def _mask_key_value(match: re.Match[str]) -> str:
@@ -93,7 +98,7 @@ def redact_message(message: str, limit: int = 1024) -> str:
     if "://" in text:
         text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
     lowered = text.lower()
-    if any(word in lowered for word in _SECRET_WORDS):
+    if any(word in lowered for word in _SECRET_HINTS):
         text = _KEY_VALUE_IN_TEXT.sub(_mask_key_value, text)
     if len(text) > limit:
         text = text[: limit - 1] + "\u2026"

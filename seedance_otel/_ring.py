@@ -181,6 +181,12 @@ class RingBuffer(Generic[T]):
             )
 
     def clear(self) -> None:
-        """Forget everything, counters included (a forked child must not re-ship)."""
+        """Forget everything, counters included."""
         with self._lock:
             self._reset()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held by a
+        thread that does not exist here) and nothing of the parent's to ship."""
+        self._lock = threading.Lock()
+        self._reset()

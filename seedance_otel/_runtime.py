@@ -8,6 +8,8 @@ listener cannot stop the others or reach the application.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +21,14 @@ from ._ring import RingBuffer
 from ._snapshot import ResetContextSnapshot
 from .exporting.metrics import Metrics
 from .exporting.shipper import Shipper
-from .exporting.sinks import make_sink
+from .exporting.sinks import UnavailableSink, make_sink
 from .exporting.span_events import add_span_event
 
 __all__ = ["RUNTIME", "Runtime", "connection_closed", "connection_opened", "peer_for"]
 
 Listener = Callable[[ResetContextSnapshot], None]
+
+_logger = logging.getLogger("seedance_otel")
 
 
 class Runtime:
@@ -41,15 +45,31 @@ class Runtime:
         """Human-readable limits found at start (e.g. uvloop), reported once."""
         self.metrics: Metrics | None = None
         if settings.metrics:
-            self.metrics = Metrics(self, self.providers.get("meter_provider"))
+            self.metrics = Metrics(self.providers.get("meter_provider"))
             self.listeners.append(self.metrics.on_snapshot)
         if settings.span_events:
             self.listeners.append(add_span_event)
         self.shipper: Shipper | None = None
+        self.pid = os.getpid()
+        """The process this runtime ships for; a forked child restarts shipping lazily."""
 
     def start_shipping(self) -> None:
-        """Start the background shipper (also in a forked child, with a new sink)."""
-        sink = make_sink(self.settings.exporter, self.settings.file)
+        """Start the background shipper (also in a forked child, with a new sink).
+
+        A sink that cannot be built (an exporter setting the SDK rejects) must
+        not make ``instrument()`` fail: it is replaced by one that counts every
+        batch as ``export_failed``, and the reason is logged once.
+        """
+        try:
+            sink = make_sink(self.settings.exporter, self.settings.file)
+        except Exception as exc:
+            note = (
+                f"cannot export snapshots ({type(exc).__name__}: {exc}); they stay in "
+                "the ring and are counted as export_failed"
+            )
+            self.notes.append(note)
+            _logger.warning("seedance_otel: %s", note)
+            sink = UnavailableSink(str(exc))
         shipper = Shipper(
             self.ring,
             sink,
@@ -69,7 +89,30 @@ class Runtime:
             return self.ring.accounting().pending == 0
         return shipper.shutdown(timeout_s)
 
+    def after_fork_in_child(self) -> None:
+        """Cheap and lock-free: fresh locks, an empty ring, no shipper yet.
+
+        Runs inside ``fork()`` (also before ``exec`` in ``subprocess`` children),
+        so no thread, channel or I/O is started here; the first snapshot or
+        ``flush()`` in the child starts its own shipper.
+        """
+        self.ring.reset_after_fork()
+        self.peers.reset_after_fork()
+        if self.metrics is not None:
+            self.metrics.reset_after_fork()
+        self.listeners = [
+            listener for listener in self.listeners if not _is_shipper_listener(listener)
+        ]
+        self.shipper = None
+
+    def _ensure_shipping_here(self) -> None:
+        if self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.start_shipping()
+
     def publish(self, snapshot: ResetContextSnapshot) -> None:
+        if self.pid != os.getpid():
+            self._ensure_shipping_here()
         self.ring.append(snapshot)
         for listener in self.listeners:
             try:
@@ -95,6 +138,7 @@ class Runtime:
 
     def flush(self, timeout_s: float) -> bool:
         """Hand everything captured so far to the sink; ``False`` at the deadline."""
+        self._ensure_shipping_here()
         if self.shipper is None:
             return self.ring.accounting().pending == 0
         return self.shipper.flush(timeout_s)

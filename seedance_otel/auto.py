@@ -6,8 +6,12 @@
    by default; ``console``; ``none``), ``OTEL_EXPORTER_OTLP_PROTOCOL``
    (``grpc`` by default, or ``http/protobuf``), endpoint, headers, TLS and
    the resource (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``), as the
-   SDK's own exporters read them. Providers the application already set are
-   left alone.
+   SDK's own exporters read them. Providers set *before* this import are
+   left alone; OpenTelemetry lets a global provider be set only once, so an
+   application that configures its providers in code should import
+   ``seedance_otel.auto`` after doing so (or call ``seedance_otel.instrument()``
+   itself), and one that wants no SDK set-up sets ``OTEL_TRACES_EXPORTER=none``
+   / ``OTEL_METRICS_EXPORTER=none``.
 2. Enable the contrib aiohttp-client and httpx instrumentations when they are
    installed (and not listed in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``),
    so every fault has a client span to join.

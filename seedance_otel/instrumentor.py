@@ -7,6 +7,7 @@ standard keyword arguments the loader and distros pass
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from typing import Any
 
@@ -22,6 +23,8 @@ from . import _api
 from .package import _instruments, _instruments_any
 
 __all__ = ["SeedanceInstrumentor"]
+
+_logger = logging.getLogger("seedance_otel")
 
 # Keyword arguments BaseInstrumentor users commonly pass to every instrumentor.
 _OTEL_KWARGS = frozenset(
@@ -40,8 +43,15 @@ class SeedanceInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return get_dependency_conflicts(_instruments, _instruments_any)
 
     def _instrument(self, **kwargs: Any) -> None:
-        options = {k: v for k, v in kwargs.items() if k not in _OTEL_KWARGS}
+        # A loader or distro may pass keyword arguments meant for other
+        # instrumentors; refusing them would stop every instrumentor loaded
+        # after us, so unknown ones are named once and ignored.
+        known = _api.option_names()
         providers = {k: v for k, v in kwargs.items() if k in _OTEL_KWARGS}
+        options = {k: v for k, v in kwargs.items() if k in known}
+        ignored = sorted(set(kwargs) - set(providers) - set(options))
+        if ignored:
+            _logger.warning("seedance_otel: ignoring unknown instrument() arguments %s", ignored)
         _api.start(options, providers)
 
     def _uninstrument(self, **kwargs: Any) -> None:

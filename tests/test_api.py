@@ -241,3 +241,26 @@ def test_stats_before_instrumenting_is_all_zero():
         assert seedance_otel.flush(0.1) is True
     finally:
         api._last_runtime = saved
+
+
+def test_instrumentor_and_module_functions_agree(caplog):
+    import logging
+
+    from seedance_otel import SeedanceInstrumentor
+
+    seedance_otel.uninstrument()
+    seedance_otel.instrument(exporter="none")
+    assert SeedanceInstrumentor().is_instrumented_by_opentelemetry
+    SeedanceInstrumentor().uninstrument()
+    assert seedance_otel.stats()["captured"] == 0
+    import aiohttp.connector
+
+    assert not hasattr(aiohttp.connector.BaseConnector._release, "__wrapped__")
+    # A loader passing keyword arguments meant for others does not stop us.
+    with caplog.at_level(logging.WARNING, logger="seedance_otel"):
+        SeedanceInstrumentor().instrument(exporter="none", excluded_urls="x", tracer_provider=None)
+    try:
+        assert hasattr(aiohttp.connector.BaseConnector._release, "__wrapped__")
+        assert any("excluded_urls" in r.getMessage() for r in caplog.records)
+    finally:
+        SeedanceInstrumentor().uninstrument()

@@ -83,7 +83,7 @@ def test_long_lived_connection_reset_while_idle(instrumented):
 
 
 def test_peer_fin_while_idle_is_an_idle_close(instrumented):
-    with HttpFaultServer(idle_close_s=0.3) as server:
+    with HttpFaultServer(idle_close_s=1.2) as server:
 
         async def main() -> bytes:
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -96,7 +96,42 @@ def test_peer_fin_while_idle_is_an_idle_close(instrumented):
         assert asyncio.run(main()) == b""
     [snap] = asyncio_snaps()
     assert (snap.kind, snap.phase) == (FaultKind.PEER_CLOSED_IDLE, "idle")
-    assert snap.connection_idle_s is not None and 0.25 <= snap.connection_idle_s <= 0.7
+    assert snap.connection_idle_s is not None and 1.15 <= snap.connection_idle_s <= 1.6
+
+
+def test_a_fin_right_after_the_answer_is_the_protocol_not_an_idle_timeout(instrumented):
+    """HTTP/1.0-style: the server answers, then closes. Not an idle close."""
+    with HttpFaultServer(lambda info: Action.RESPOND_CLOSE) as server:
+
+        async def main() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(REQUEST)
+            data = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return data
+
+        assert asyncio.run(main()).endswith(b"ok")
+    assert asyncio_snaps() == []
+
+
+def test_watch_wrappers_are_removed_when_the_connection_ends(instrumented):
+    with HttpFaultServer(lambda info: Action.RST) as server:
+
+        async def main() -> tuple[object, object]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            transport, protocol = writer.transport, writer.transport.get_protocol()
+            assert "write" in vars(transport) and "connection_lost" in vars(protocol)
+            writer.write(REQUEST)
+            try:
+                await asyncio.wait_for(reader.read(1024), 5)
+            except ConnectionResetError:
+                pass
+            writer.close()
+            return transport, protocol
+
+        transport, protocol = asyncio.run(main())
+    assert "write" not in vars(transport) and "connection_lost" not in vars(protocol)
+    assert len(asyncio_snaps()) == 1
 
 
 def test_peer_fin_before_the_answer_is_a_reset(instrumented):

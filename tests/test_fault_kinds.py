@@ -176,3 +176,85 @@ def test_untrusted_certificate_is_a_tls_error(instrumented, server_ssl_context, 
     assert (snap.kind, snap.phase) == (FaultKind.TLS_ERROR, "tls")
     assert snap.errno is None  # OpenSSL's error code is not an OS errno
     assert "certificate verify failed" in snap.error_message.lower()
+
+
+def test_write_timeout_httpx(instrumented):
+    """A server that stops reading: the request body cannot be written in time."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    try:
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            accepted.append(conn)  # never read from
+
+        import threading
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        timeout = httpx.Timeout(5, write=0.5)
+        with httpx.Client(timeout=timeout) as client:
+            with pytest.raises(httpx.WriteTimeout):
+                client.post(f"http://127.0.0.1:{port}/upload", content=b"x" * 64_000_000)
+        thread.join(5)
+    finally:
+        for sock in (*accepted, listener):
+            sock.close()
+    [snap] = snaps_of("httpx")
+    assert (snap.kind, snap.phase) == (FaultKind.WRITE_TIMEOUT, "request")
+
+
+def test_name_that_does_not_exist_is_a_dns_error(instrumented):
+    from faultservers import NxdomainDNS
+
+    async def main(nameserver: str) -> BaseException | None:
+        resolver = aiohttp.AsyncResolver(nameservers=[nameserver], timeout=2, tries=1)
+        try:
+            connector = aiohttp.TCPConnector(resolver=resolver)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                try:
+                    async with session.get("http://no-such-host.seedance.test/"):
+                        return None
+                except Exception as exc:
+                    return exc
+        finally:
+            await resolver.close()
+
+    with NxdomainDNS() as dns:
+        exc = asyncio.run(main(dns.nameserver))
+        assert dns.queries >= 1
+    assert isinstance(exc, aiohttp.ClientConnectorDNSError)
+    [snap] = snaps_of("aiohttp")
+    assert (snap.kind, snap.phase) == (FaultKind.DNS_ERROR, "dns")
+    assert snap.dns_question == "no-such-host.seedance.test"
+
+
+def test_a_later_real_cancellation_is_not_taken_for_the_old_timeout(instrumented):
+    """A worker task hits aiohttp's total timeout once, then is cancelled for real."""
+
+    async def main(url: str) -> None:
+        async with aiohttp.ClientSession() as session:
+
+            async def worker() -> None:
+                with pytest.raises(asyncio.TimeoutError):
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=0.3)):
+                        pass
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)):
+                    pass  # the server never answers: we cancel below
+
+            task = asyncio.ensure_future(worker())
+            await asyncio.sleep(0.8)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    with SilentServer() as server:
+        asyncio.run(main(server.url("/slow")))
+    kinds = [s.kind for s in snaps_of("aiohttp")]
+    assert kinds == [FaultKind.READ_TIMEOUT]

@@ -149,3 +149,62 @@ def test_cancellation_passes_untouched_and_is_not_a_fault(instrumented, client):
         exc = asyncio.run(scenario(server.url("/slow")))
     assert type(exc) is asyncio.CancelledError
     assert seedance_otel.snapshots() == []
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_requests_made_while_the_app_handles_its_own_error_are_not_faults(instrumented, client):
+    """A fallback request inside ``except`` sees that exception in sys.exc_info():
+    it is the application's, not this connection's."""
+    import aiohttp
+    import httpx
+
+    async def aiohttp_fallback(url: str) -> list[int]:
+        async with aiohttp.ClientSession() as session:
+            statuses = []
+            for close_early in (False, False, True):
+                try:
+                    raise ConnectionResetError(104, "the application's own reset")
+                except ConnectionResetError:
+                    resp = await session.get(url)
+                    statuses.append(resp.status)
+                    if close_early:
+                        resp.close()  # aiohttp closes the connection: should_close=True
+                    else:
+                        await resp.read()
+            return statuses
+
+    async def httpx_async_fallback(url: str) -> list[int]:
+        async with httpx.AsyncClient() as c:
+            statuses = []
+            for _ in range(2):
+                try:
+                    raise ConnectionResetError(104, "the application's own reset")
+                except ConnectionResetError:
+                    statuses.append((await c.get(url)).status_code)
+            return statuses
+
+    def httpx_sync_fallback(url: str) -> list[int]:
+        with httpx.Client() as c:
+            statuses = []
+            for _ in range(2):
+                try:
+                    raise ConnectionResetError(104, "the application's own reset")
+                except ConnectionResetError:
+                    statuses.append(c.get(url).status_code)
+            return statuses
+
+    # A body large enough that closing early really closes a busy connection.
+    with HttpFaultServer(body=b"x" * 4_000_000) as server:
+        url = server.url("/fallback")
+        if client == "aiohttp":
+            statuses = asyncio.run(aiohttp_fallback(url))
+        elif client == "httpx-async":
+            statuses = asyncio.run(httpx_async_fallback(url))
+        else:
+            statuses = httpx_sync_fallback(url)
+        connections = server.connections
+    assert set(statuses) == {200}
+    assert seedance_otel.snapshots() == []
+    assert connections == 1
+    peer = seedance_otel.peer_stats()[("127.0.0.1", server.port)]
+    assert peer["reuse_ok_count"] >= 1

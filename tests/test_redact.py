@@ -75,6 +75,9 @@ def test_unparseable_url_keeps_no_secret():
         f"Cannot connect to host https://api.example.com/v1?api_key={SECRET}#{SECRET}",
         f"error talking to api: password={SECRET}",
         f"bad request (api_key: {SECRET})",
+        f"GET http://[::1]:8080/p?sig={SECRET} failed",
+        f"rejected session_id={SECRET}; auth={SECRET}",
+        f"see https://user:{SECRET}@[2001:db8::1]/x?token={SECRET} (redirect)",
     ],
 )
 def test_redact_message(message):

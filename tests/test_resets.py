@@ -207,3 +207,31 @@ def test_peer_closing_idle_connection_is_evidence_not_error(instrumented, client
     else:
         # httpcore notices at the next request: an upper bound.
         assert 0.3 <= close.connection_idle_s <= 0.6 + TOLERANCE_S
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_close_race_every_failure_the_caller_sees_has_its_snapshot(instrumented, client):
+    """Reuse a connection right when the server closes it (the keep-alive race).
+
+    Whether a given try fails depends on microseconds; the test does not need a
+    failure to happen, it checks that whatever the caller saw is what we
+    recorded: one reset snapshot per failure, none for a success.
+    """
+    idle_close_s = 0.15
+    offsets_ms = [-3, -2, -1, -0.5, 0, 0.5, 1, 2, 3, 5]
+    failures = 0
+    with HttpFaultServer(idle_close_s=idle_close_s) as server:
+        for offset in offsets_ms:
+            results = run_steps(
+                client,
+                [
+                    ("GET", server.url("/warm")),
+                    ("sleep", idle_close_s + offset / 1000),
+                    ("POST", server.url("/race")),
+                ],
+            )
+            assert results[0] == 200
+            failures += isinstance(results[1], Exception)
+    race_resets = [s for s in resets(library_of(client)) if s.url and s.url.endswith("/race")]
+    assert len(race_resets) == failures
+    assert all(s.connection_reused for s in race_resets)

@@ -234,3 +234,32 @@ def test_unsupported_otlp_protocol_warns_and_uses_grpc(monkeypatch, caplog, rece
         assert any("http/json" in r.getMessage() for r in caplog.records)
     finally:
         sink.shutdown()
+
+
+def test_metrics_follow_a_new_instrument_after_uninstrument(shipping):
+    """The SDK keeps the first registration of an instrument name: observed
+    values must come from the runtime that is live now, not the first one."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+
+    def dropped_total() -> int:
+        data = reader.get_metrics_data()
+        return sum(
+            p.value
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "seedance.snapshots.dropped"
+            for p in m.data.data_points
+        )
+
+    with HttpFaultServer(lambda info: Action.RST) as server:
+        shipping(exporter="none", providers={"meter_provider": provider})
+        run_steps("httpx-sync", [("POST", server.url("/a"))])
+        assert seedance_otel.flush(5)
+        assert dropped_total() == 1
+        shipping(exporter="none", providers={"meter_provider": provider})
+        run_steps("httpx-sync", [("POST", server.url(f"/{i}")) for i in range(3)])
+        assert seedance_otel.flush(5)
+        assert dropped_total() == 3  # the new runtime's count, not the first one's
+    provider.shutdown()

@@ -290,3 +290,44 @@ def test_fork_child_ships_its_own_and_nothing_twice():
         time.sleep(0.5)  # anything shipped twice would arrive by now
         paths = sorted(item.snapshot.url.split("/", 3)[3] for item in receiver.snapshots)
     assert paths == ["child/0", "child/1", "parent/0", "parent/1", "parent/2", "parent/unflushed"]
+
+
+def test_an_exporter_setting_the_sdk_rejects_does_not_break_instrument(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "bogus")
+    seedance_otel.uninstrument()
+    with caplog.at_level(logging.WARNING, logger="seedance_otel"):
+        seedance_otel.instrument(exporter="otlp", strict=True, export_interval_ms=50)
+    try:
+        assert any("cannot export snapshots" in r.getMessage() for r in caplog.records)
+        storm(3)
+        assert seedance_otel.flush(5)
+        stats = seedance_otel.stats()
+        assert stats["export_failed"] == 3 and invariant(stats)
+    finally:
+        seedance_otel.uninstrument()
+
+
+def test_subprocess_with_preexec_fn_while_shipping():
+    """CPython runs at-fork hooks in a subprocess child before exec: ours must be
+    cheap and lock-free there, or Popen could hang."""
+    proc = run_script(
+        """
+        import subprocess, seedance_otel
+        seedance_otel.instrument()
+        from clients import run_steps
+        from faultservers import Action, HttpFaultServer
+        with HttpFaultServer(lambda info: Action.RST) as server:
+            run_steps("httpx-sync", [("POST", server.url(f"/{i}")) for i in range(50)])
+        for _ in range(20):
+            subprocess.run(["true"], preexec_fn=lambda: None, check=True, timeout=10)
+        assert seedance_otel.flush(10)
+        """,
+        {
+            "SEEDANCE_OTEL_EXPORTER": "jsonl",
+            "SEEDANCE_OTEL_FILE": os.devnull,
+            "SEEDANCE_OTEL_BATCH_SIZE": "1",
+        },
+    )
+    assert proc.returncode == 0, proc.stderr

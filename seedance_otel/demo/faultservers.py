@@ -29,6 +29,7 @@ __all__ = [
     "BlackHoleDNS",
     "H2OnlyResetServer",
     "HttpFaultServer",
+    "NxdomainDNS",
     "RequestInfo",
     "ThreadedTLSServer",
     "rst_close",
@@ -519,3 +520,51 @@ class H2OnlyResetServer(ThreadedTLSServer):
             rst_close(tls)
             return
         serve_h2(tls.sendall, tls.recv, self._stopping)
+
+
+class NxdomainDNS:
+    """A UDP name server on loopback that answers every query with NXDOMAIN."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        if host not in ("127.0.0.1", "::1"):
+            raise ValueError("loopback only")
+        family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+        self._udp = socket.socket(family, socket.SOCK_DGRAM)
+        self._udp.bind((host, 0))
+        self.host = host
+        self.port: int = self._udp.getsockname()[1]
+        self.queries = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @property
+    def nameserver(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def _loop(self) -> None:
+        self._udp.settimeout(0.1)
+        while not self._stopping.is_set():
+            try:
+                query, addr = self._udp.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if len(query) < 12:
+                continue
+            self.queries += 1
+            # Same id and question; flags: response, recursion available, RCODE 3.
+            flags = struct.pack("!H", 0x8183 | (struct.unpack("!H", query[2:4])[0] & 0x0100))
+            header = query[:2] + flags + query[4:6] + b"\x00\x00\x00\x00\x00\x00"
+            with contextlib.suppress(OSError):
+                self._udp.sendto(header + query[12:], addr)
+
+    def __enter__(self) -> NxdomainDNS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stopping.set()
+        self._thread.join(_JOIN_TIMEOUT_S)
+        self._udp.close()

@@ -77,8 +77,7 @@ _CONNECTION_BUCKETS_S = (0.01, 0.1, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 class Metrics:
     """The instruments, and the listeners that feed them."""
 
-    def __init__(self, runtime: Runtime, meter_provider: Any = None) -> None:
-        self._runtime = runtime
+    def __init__(self, meter_provider: Any = None) -> None:
         meter = otel_metrics.get_meter("seedance_otel", __version__, meter_provider=meter_provider)
         self._faults = meter.create_counter(
             FAULTS, unit="{fault}", description="Connection faults recorded, by kind and peer."
@@ -109,29 +108,32 @@ class Metrics:
         )
         meter.create_observable_counter(
             EXPORTED,
-            callbacks=[self._observe_exported],
+            callbacks=[_observe_exported],
             unit="{snapshot}",
             description="Snapshots handed to the exporter successfully.",
         )
         meter.create_observable_counter(
             EXPORT_FAILED,
-            callbacks=[self._observe_export_failed],
+            callbacks=[_observe_export_failed],
             unit="{snapshot}",
             description="Snapshots the exporter failed to deliver.",
         )
         meter.create_observable_counter(
             DROPPED,
-            callbacks=[self._observe_dropped],
+            callbacks=[_observe_dropped],
             unit="{snapshot}",
             description="Snapshots dropped before export, by reason.",
         )
         meter.create_observable_up_down_counter(
             OPEN_CONNECTIONS,
-            callbacks=[self._observe_open_connections],
+            callbacks=[_observe_open_connections],
             unit="{connection}",
             description="Open HTTP client connections, idle or active.",
         )
         self._connections: weakref.WeakSet[ConnectionHistory] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
 
     # -- listeners -----------------------------------------------------------
@@ -189,19 +191,7 @@ class Metrics:
             attributes["error.type"] = probe.error_type
         self._dns.record(probe.duration_s(), attributes)
 
-    # -- observed at collection time ---------------------------------------
-
-    def _observe_exported(self, options: CallbackOptions) -> Iterable[Observation]:
-        yield Observation(self._runtime.ring.accounting().exported)
-
-    def _observe_export_failed(self, options: CallbackOptions) -> Iterable[Observation]:
-        yield Observation(self._runtime.ring.accounting().export_failed)
-
-    def _observe_dropped(self, options: CallbackOptions) -> Iterable[Observation]:
-        for reason, count in self._runtime.ring.accounting().dropped_by_reason.items():
-            yield Observation(count, {"seedance.drop.reason": reason})
-
-    def _observe_open_connections(self, options: CallbackOptions) -> Iterable[Observation]:
+    def open_connection_counts(self) -> dict[tuple[str, str, int, str], int]:
         with self._lock:
             histories = list(self._connections)
         counts: dict[tuple[str, str, int, str], int] = {}
@@ -209,13 +199,53 @@ class Metrics:
             state = "active" if history.active else "idle"
             key = (state, history.server_address or "", history.server_port or 0, history.library)
             counts[key] = counts.get(key, 0) + 1
-        for (state, address, port, library), count in counts.items():
-            yield Observation(
-                count,
-                {
-                    "http.connection.state": state,
-                    "server.address": address,
-                    "server.port": port,
-                    "seedance.library": library,
-                },
-            )
+        return counts
+
+
+# -- observed at collection time ------------------------------------------------
+#
+# Module-level callbacks that read the current runtime: the SDK hands back the
+# instrument registered first for a name and ignores later callbacks, so
+# callbacks bound to one runtime would keep reporting it after uninstrument()
+# and instrument() again (and keep it alive).
+
+
+def _current() -> Runtime | None:
+    from .. import _runtime
+
+    return _runtime.RUNTIME
+
+
+def _observe_exported(options: CallbackOptions) -> Iterable[Observation]:
+    runtime = _current()
+    if runtime is not None:
+        yield Observation(runtime.ring.accounting().exported)
+
+
+def _observe_export_failed(options: CallbackOptions) -> Iterable[Observation]:
+    runtime = _current()
+    if runtime is not None:
+        yield Observation(runtime.ring.accounting().export_failed)
+
+
+def _observe_dropped(options: CallbackOptions) -> Iterable[Observation]:
+    runtime = _current()
+    if runtime is not None:
+        for reason, count in runtime.ring.accounting().dropped_by_reason.items():
+            yield Observation(count, {"seedance.drop.reason": reason})
+
+
+def _observe_open_connections(options: CallbackOptions) -> Iterable[Observation]:
+    runtime = _current()
+    if runtime is None or runtime.metrics is None:
+        return
+    for (state, address, port, library), count in runtime.metrics.open_connection_counts().items():
+        yield Observation(
+            count,
+            {
+                "http.connection.state": state,
+                "server.address": address,
+                "server.port": port,
+                "seedance.library": library,
+            },
+        )

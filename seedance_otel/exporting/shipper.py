@@ -16,7 +16,6 @@ overwrite. ``shutdown()`` interrupts the backoff (the exporter's own
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 
@@ -29,11 +28,11 @@ from .sinks import ExportOutcome, Sink
 
 __all__ = ["AFTER_SHUTDOWN", "EXPORTER_NONE", "Shipper"]
 
-_logger = logging.getLogger("seedance_otel")
 
 AFTER_SHUTDOWN = "after_shutdown"
 EXPORTER_NONE = "exporter_none"
-_JOIN_TIMEOUT_S = 2.0
+_JOIN_TIMEOUT_S = 0.5
+"""After the flush: how long to wait for the worker to notice the stop."""
 
 
 class Shipper:
@@ -102,8 +101,10 @@ class Shipper:
             try:
                 outcome = self._sink.export(batch.items)
             except Exception:
-                _logger.exception("seedance_otel: the %s exporter raised", self._sink.name)
+                # SDK exporters report failure by return value; one that raises
+                # is a bug somewhere: logged (rate-limited), counted as failed.
                 outcome = ExportOutcome.FAILED
+                report_internal_error(f"{self._sink.name} exporter")
             count = len(batch.items)
             if outcome == ExportOutcome.EXPORTED:
                 self._ring.settle(exported=count)

@@ -45,6 +45,7 @@ __all__ = [
     "NullSink",
     "OtlpSink",
     "Sink",
+    "UnavailableSink",
     "format_line",
     "make_sink",
     "to_log_records",
@@ -241,6 +242,21 @@ class JsonlSink:
         except OSError:
             return ExportOutcome.FAILED
         return ExportOutcome.EXPORTED
+
+    def shutdown(self) -> None:
+        pass
+
+
+class UnavailableSink:
+    """Stands in for a sink that could not be built; every batch fails (and is counted)."""
+
+    name = "unavailable"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def export(self, snapshots: Sequence[ResetContextSnapshot]) -> str:
+        return ExportOutcome.FAILED
 
     def shutdown(self) -> None:
         pass

@@ -45,7 +45,7 @@ from .. import _dns, _layers, _runtime
 from .._capture import capture_fault, capture_idle_close
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, socket_facts
-from .._frames import find_local
+from .._frames import find_local, raised_through
 from .._guard import report_internal_error
 from .._snapshot import Phase
 from ._patching import PatchSet, signature_is
@@ -138,13 +138,19 @@ def _make_release(original: Any) -> Any:
 def _on_close(history: ConnectionHistory, protocol: Any) -> None:
     """aiohttp closes the connection of an attempt: failed, or given up on."""
     exc = sys.exc_info()[1]
-    if exc is not None:
+    if exc is not None and raised_through(exc, lambda v: _belongs(v, protocol)):
         _on_attempt_failed(history, exc)
         history.end_request_failed()
     elif protocol.should_close:
         history.end_request_failed()  # closed before the response was complete
     else:
         history.end_request_ok(_monotonic())
+
+
+def _belongs(value: Any, protocol: Any) -> bool:
+    """``value`` is this connection's protocol, or holds it (Connection, ClientResponse,
+    StreamReader, ClientRequest.send's ``conn``)."""
+    return value is protocol or getattr(value, "_protocol", None) is protocol
 
 
 def _new_history(protocol: Any, key: Any) -> ConnectionHistory:
@@ -202,13 +208,24 @@ def _on_attempt_failed(history: ConnectionHistory, exc: BaseException) -> None:
 
 
 def _task_timed_out(exc: BaseException) -> bool:
-    if not isinstance(exc, asyncio.CancelledError):
-        return False
+    """Was this CancelledError the total timeout (not the caller giving up)?
+
+    The mark is consumed by the first fault recorded for the task, whatever
+    its type (aiohttp may already surface it as TimeoutError): a task that once
+    timed out and is later cancelled for real (a worker at shutdown) must not
+    have that read as a timeout.
+    """
     try:
         task = asyncio.current_task()
     except RuntimeError:
         return False
-    return task is not None and task in _timed_out_tasks
+    if task is None or task not in _timed_out_tasks:
+        return False
+    _timed_out_tasks.discard(task)
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    cancelling = getattr(task, "cancelling", None)  # 3.11+: is a cancellation in flight?
+    return cancelling is None or cancelling() > 0
 
 
 # -- per new connection: connect-phase faults -------------------------------
@@ -222,7 +239,7 @@ def _ssl_context_for(connector: Any, req: Any) -> Any:
 
 
 def _record_connect_fault(
-    connector: Any, req: Any, exc: BaseException, started_at: float | None
+    connector: Any, req: Any, exc: BaseException, started_at: float | None, timed_out: bool
 ) -> None:
     if _runtime.RUNTIME is None:
         return
@@ -250,7 +267,7 @@ def _record_connect_fault(
             new_connection=True,
             handshake_done=False,
             alpn_offered=offered,
-            timed_out=_task_timed_out(exc),
+            timed_out=timed_out,
             tls=is_tls,
         ),
         request=req,
@@ -279,10 +296,11 @@ async def _create_connection_and_record(
         # A plain CancelledError here is the caller giving up, or a connect
         # timeout that ``ceil_timeout`` (below) turns into TimeoutError and
         # records; only the total timeout is recognised here.
-        if not isinstance(exc, asyncio.CancelledError) or _task_timed_out(exc):
+        timed_out = _task_timed_out(exc)
+        if not isinstance(exc, asyncio.CancelledError) or timed_out:
             try:
                 _record_connect_fault(
-                    connector, args[0] if args else kwargs.get("req"), exc, started_at
+                    connector, args[0] if args else kwargs.get("req"), exc, started_at, timed_out
                 )
             except Exception:
                 report_internal_error("aiohttp create connection")
@@ -312,7 +330,7 @@ class _ObservedTimeout:
                 connector = find_local(
                     lambda n, v: n == "self" and hasattr(v, "_get_ssl_context"), skip=1
                 )
-                _record_connect_fault(connector, req, exc, self._started_at)
+                _record_connect_fault(connector, req, exc, self._started_at, False)
             except Exception:
                 report_internal_error("aiohttp connect timeout")
             raise
@@ -345,7 +363,7 @@ async def _wait_and_mark(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, 
         if _task_timed_out(exc):  # the total timeout, while queued for a connection
             try:
                 req = find_local(lambda n, v: n == "req" and hasattr(v, "is_ssl"), skip=1)
-                _record_connect_fault(None, req, exc, None)
+                _record_connect_fault(None, req, exc, None, True)
             except Exception:
                 report_internal_error("aiohttp pool wait")
         raise

@@ -36,6 +36,7 @@ import importlib.util
 import logging
 import ssl
 import time
+import weakref
 from typing import Any
 
 from .. import _layers, _runtime
@@ -64,10 +65,24 @@ UVLOOP_NOTE = (
 _uvloop_noted = False
 
 
-class _Watch:
-    """One watched connection: its history and the direction of its last activity."""
+_MIN_IDLE_FOR_IDLE_CLOSE_S = 1.0
+"""A FIN this soon after the last data is the protocol ending its conversation
+(an HTTP/1.0 answer, a websocket close handshake), not an idle timeout."""
 
-    __slots__ = ("eof_at", "history", "last_read", "last_write", "trace_ids")
+
+class _Watch:
+    """One watched connection: its history, its last activity, what we shadowed."""
+
+    __slots__ = (
+        "__weakref__",
+        "eof_at",
+        "history",
+        "last_read",
+        "last_write",
+        "reads_visible",
+        "shadowed",
+        "trace_ids",
+    )
 
     def __init__(self, history: ConnectionHistory, trace_ids: tuple[str | None, str | None]):
         self.history = history
@@ -77,6 +92,10 @@ class _Watch:
         self.last_write = now
         self.eof_at: float | None = None
         """When the peer's FIN arrived (``None``: it did not)."""
+        self.reads_visible = True
+        """False when the event loop cached the read callback before we could
+        wrap it (a BufferedProtocol under TLS): then a FIN proves nothing."""
+        self.shadowed: list[tuple[Any, str]] = []
 
     @property
     def awaiting_answer(self) -> bool:
@@ -87,8 +106,18 @@ class _Watch:
         end = self.eof_at if self.eof_at is not None else now
         return max(0.0, end - max(self.last_read, self.last_write))
 
+    def unshadow(self) -> None:
+        """Remove our per-instance wrappers (they form reference cycles)."""
+        while self.shadowed:
+            obj, name = self.shadowed.pop()
+            with contextlib.suppress(AttributeError, TypeError):
+                delattr(obj, name)
 
-def _wrap_instance_method(obj: Any, name: str, before: Any) -> None:
+
+_live_watches: weakref.WeakSet[_Watch] = weakref.WeakSet()
+
+
+def _wrap_instance_method(watch: _Watch, obj: Any, name: str, before: Any) -> None:
     """Shadow ``obj.name`` with a function that calls ``before`` first (never raises)."""
     original = getattr(obj, name, None)
     if original is None:
@@ -102,8 +131,11 @@ def _wrap_instance_method(obj: Any, name: str, before: Any) -> None:
                 report_internal_error(f"asyncio {name}")
         return original(*args, **kwargs)
 
-    with contextlib.suppress(AttributeError, TypeError):  # __slots__ or a compiled class
+    try:
         setattr(obj, name, hooked)
+    except (AttributeError, TypeError):  # __slots__ or a compiled class
+        return
+    watch.shadowed.append((obj, name))
 
 
 def _watch(transport: Any, protocol: Any, host: Any, port: Any, trace_ids: Any) -> None:
@@ -126,6 +158,8 @@ def _watch(transport: Any, protocol: Any, host: Any, port: Any, trace_ids: Any) 
     if ssl_object is not None:
         history.set_tls(ssl_object, alpn_offered_by(getattr(ssl_object, "context", None)))
     watch = _Watch(history, trace_ids)
+    if ssl_object is not None and isinstance(protocol, asyncio.BufferedProtocol):
+        watch.reads_visible = False  # SSLProtocol holds buffer_updated already
     _runtime.connection_opened(history)
 
     def on_read(*_args: Any, **_kwargs: Any) -> None:
@@ -138,20 +172,26 @@ def _watch(transport: Any, protocol: Any, host: Any, port: Any, trace_ids: Any) 
         watch.eof_at = _monotonic()
 
     def on_lost(exc: BaseException | None = None, *_args: Any, **_kwargs: Any) -> None:
-        _connection_lost(watch, exc)
+        try:
+            _connection_lost(watch, exc)
+        finally:
+            watch.unshadow()
+            _live_watches.discard(watch)
 
     for name in ("data_received", "buffer_updated"):
-        _wrap_instance_method(protocol, name, on_read)
-    _wrap_instance_method(protocol, "eof_received", on_eof)
-    _wrap_instance_method(protocol, "connection_lost", on_lost)
-    _watch_writes(transport, on_write)
+        _wrap_instance_method(watch, protocol, name, on_read)
+    _wrap_instance_method(watch, protocol, "eof_received", on_eof)
+    _wrap_instance_method(watch, protocol, "connection_lost", on_lost)
+    _watch_writes(watch, transport, on_write)
+    _live_watches.add(watch)
     with contextlib.suppress(AttributeError, TypeError):
         protocol._seedance_watch = watch
+        watch.shadowed.append((protocol, "_seedance_watch"))
 
 
-def _watch_writes(transport: Any, on_write: Any) -> None:
+def _watch_writes(watch: _Watch, transport: Any, on_write: Any) -> None:
     for name in ("write", "writelines"):
-        _wrap_instance_method(transport, name, on_write)
+        _wrap_instance_method(watch, transport, name, on_write)
 
 
 def _connection_lost(watch: _Watch, exc: BaseException | None) -> None:
@@ -183,7 +223,9 @@ def _connection_lost(watch: _Watch, exc: BaseException | None) -> None:
                 extra=extra,
                 trace_ids=watch.trace_ids,
             )
-        elif watch.eof_at is not None and watch.awaiting_answer:
+        elif watch.eof_at is None or not watch.reads_visible:
+            pass  # our own close; or a FIN whose meaning we cannot read
+        elif watch.awaiting_answer:
             capture_peer_eof(
                 library=LIBRARY,
                 history=history,
@@ -191,7 +233,7 @@ def _connection_lost(watch: _Watch, exc: BaseException | None) -> None:
                 trace_ids=watch.trace_ids,
                 extra=extra,
             )
-        elif watch.eof_at is not None:
+        elif idle >= _MIN_IDLE_FOR_IDLE_CLOSE_S:
             capture_idle_close(
                 library=LIBRARY, history=history, exc=None, trace_ids=watch.trace_ids, extra=extra
             )
@@ -221,7 +263,11 @@ def _alpn_of_ssl_argument(ssl_arg: Any) -> tuple[str, ...] | None:
 async def _create_connection_and_watch(
     wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    trace_ids = current_trace_ids()
+    try:
+        trace_ids = current_trace_ids()
+    except Exception:  # a third-party OpenTracing tracer misbehaving
+        report_internal_error("asyncio create_connection (trace)")
+        trace_ids = (None, None)
     host = args[1] if len(args) > 1 else kwargs.get("host")
     port = args[2] if len(args) > 2 else kwargs.get("port")
     ssl_arg = kwargs.get("ssl")
@@ -297,7 +343,7 @@ async def _start_tls_and_watch(wrapped: Any, args: tuple[Any, ...], kwargs: dict
             ssl_object = new_transport.get_extra_info("ssl_object")
             watch.history.set_tls(ssl_object, alpn_offered_by(context))
             _watch_writes(
-                new_transport, lambda *a, **k: setattr(watch, "last_write", _monotonic())
+                watch, new_transport, lambda *a, **k: setattr(watch, "last_write", _monotonic())
             )
     except Exception:
         report_internal_error("asyncio start_tls")
@@ -327,3 +373,6 @@ def install() -> None:
 
 def uninstall() -> None:
     _patches.restore()
+    for watch in list(_live_watches):
+        watch.unshadow()
+    _live_watches.clear()

@@ -37,6 +37,7 @@ from .. import _dns, _layers, _runtime
 from .._capture import capture_fault, capture_idle_close
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, SocketFacts, socket_facts
+from .._frames import raised_through
 from .._guard import report_internal_error
 from .._snapshot import Phase
 from ._patching import PatchSet, signature_is
@@ -268,11 +269,16 @@ def _end(connection: Any) -> None:
     history = connection._seedance_history
     if history is not None and history.active:
         exc = sys.exc_info()[1]
-        if exc is None:
-            history.end_request_ok(_monotonic())
-        else:
+        if exc is not None and raised_through(exc, lambda v: _belongs(v, connection)):
             _on_request_failed(history, exc)
             history.end_request_failed()
+        else:
+            history.end_request_ok(_monotonic())
+
+
+def _belongs(value: Any, connection: Any) -> bool:
+    """``value`` is this HTTP connection, or its response byte stream."""
+    return value is connection or getattr(value, "_connection", None) is connection
 
 
 # Both wrappers serve the async and the sync class alike: the work is done
