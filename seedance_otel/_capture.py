@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -34,20 +33,20 @@ __all__ = [
     "first_message",
 ]
 
-_RECENT_LIMIT = 16
-_recent_lock = threading.Lock()
-_recent: OrderedDict[int, BaseException] = OrderedDict()
-"""The last few recorded exceptions, so one re-raised past a second hook is not
-recorded twice. Holding them keeps ids unique (an id alone can be reused the
-moment an exception is freed, which in a fault storm happens constantly); the
-window is small because each one keeps its traceback's frames alive."""
+_last_lock = threading.Lock()
+_last_recorded: list[BaseException | None] = [None]
+"""The exception recorded last, so one re-raised past a second hook (a failed
+lookup seen by both ``loop.getaddrinfo`` and ``create_connection``) is not
+recorded twice. Only one is held: it keeps its traceback's frames alive, and an
+id alone would not do (ids are reused as soon as an exception is freed, which
+in a fault storm happens constantly)."""
 
 
 def reset_after_fork() -> None:
     """In a forked child: a fresh lock, no memory of the parent's exceptions."""
-    global _recent_lock  # noqa: PLW0603
-    _recent_lock = threading.Lock()
-    _recent.clear()
+    global _last_lock  # noqa: PLW0603
+    _last_lock = threading.Lock()
+    _last_recorded[0] = None
 
 
 def error_type_name(exc: BaseException) -> str:
@@ -74,13 +73,10 @@ def first_message(exc: BaseException) -> str:
 
 def _seen_before(exc: BaseException) -> bool:
     """True if this exception object already produced a snapshot (re-raised upward)."""
-    key = id(exc)
-    with _recent_lock:
-        if _recent.get(key) is exc:
+    with _last_lock:
+        if _last_recorded[0] is exc:
             return True
-        _recent[key] = exc
-        if len(_recent) > _RECENT_LIMIT:
-            _recent.popitem(last=False)
+        _last_recorded[0] = exc
     return False
 
 

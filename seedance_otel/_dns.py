@@ -47,6 +47,16 @@ class DnsProbe:
         end = self.ended_at if self.ended_at is not None else (now or time.monotonic())
         return max(0.0, end - self.started_at)
 
+    def fault_fields(self) -> tuple[bool, dict[str, object]]:
+        """For a connect that failed after this lookup started: whether the fault
+        happened *in* the lookup (still running, or it failed), and the snapshot
+        fields it contributes."""
+        fields: dict[str, object] = {"dns_question": self.question}
+        during = self.in_progress or self.error_type is not None
+        if during:
+            fields["dns_duration_s"] = self.duration_s()
+        return during, fields
+
     def finish(self, error: BaseException | None = None, *, record: bool = True) -> None:
         """The lookup ended; ``record=False`` when another hook already timed it."""
         self.ended_at = time.monotonic()

@@ -27,6 +27,10 @@ def find_local(accept: Callable[[str, Any], bool], *, skip: int = 1, max_depth: 
         return None
     depth = 0
     while frame is not None and depth < max_depth:
+        depth += 1
+        if frame.f_globals.get("__name__", "").startswith("seedance_otel"):
+            frame = frame.f_back  # our own frames: no need to build their locals
+            continue
         for name, value in frame.f_locals.items():
             try:
                 if accept(name, value):
@@ -34,7 +38,6 @@ def find_local(accept: Callable[[str, Any], bool], *, skip: int = 1, max_depth: 
             except Exception:  # an odd object's attribute access must not matter
                 continue
         frame = frame.f_back
-        depth += 1
     return None
 
 
@@ -52,7 +55,9 @@ def raised_through(exc: BaseException, owns: Callable[[Any], bool]) -> bool:
     """
     tb = exc.__traceback__
     depth = 0
-    while tb is not None and depth < 64:
+    # The catching frame comes first and is normally the owner: look no further
+    # than a few frames (each f_locals builds a dict).
+    while tb is not None and depth < 8:
         local_vars = tb.tb_frame.f_locals
         for name in _OWNER_NAMES:
             value = local_vars.get(name)

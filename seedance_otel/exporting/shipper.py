@@ -98,21 +98,33 @@ class Shipper:
             if not batch.items:
                 self._mark_settled(batch.first_seq)
                 return
-            try:
-                outcome = self._sink.export(batch.items)
-            except Exception:
-                # SDK exporters report failure by return value; one that raises
-                # is a bug somewhere: logged (rate-limited), counted as failed.
-                outcome = ExportOutcome.FAILED
-                report_internal_error(f"{self._sink.name} exporter")
-            count = len(batch.items)
-            if outcome == ExportOutcome.EXPORTED:
-                self._ring.settle(exported=count)
-            elif outcome == ExportOutcome.DROPPED:
-                self._ring.drop_taken(count, EXPORTER_NONE)
-            else:
-                self._ring.settle(failed=count)
-            self._mark_settled(batch.first_seq + count)
+            step = getattr(self._sink, "max_records_per_request", None) or len(batch.items)
+            for start in range(0, len(batch.items), step):
+                if start:
+                    # Encoding OTLP is pure Python and holds the GIL; between
+                    # requests, let the application's threads (its event loop)
+                    # run at once instead of after the 5 ms switch interval.
+                    time.sleep(0)
+                part = batch.items[start : start + step]
+                self._settle(self._export(part), len(part))
+                self._mark_settled(batch.first_seq + start + len(part))
+
+    def _export(self, items: list[ResetContextSnapshot]) -> str:
+        try:
+            return self._sink.export(items)
+        except Exception:
+            # SDK exporters report failure by return value; one that raises is
+            # a bug somewhere: logged (rate-limited), counted as failed.
+            report_internal_error(f"{self._sink.name} exporter")
+            return ExportOutcome.FAILED
+
+    def _settle(self, outcome: str, count: int) -> None:
+        if outcome == ExportOutcome.EXPORTED:
+            self._ring.settle(exported=count)
+        elif outcome == ExportOutcome.DROPPED:
+            self._ring.drop_taken(count, EXPORTER_NONE)
+        else:
+            self._ring.settle(failed=count)
 
     def _mark_settled(self, seq: int) -> None:
         with self._progress:

@@ -248,10 +248,10 @@ def _record_connect_fault(
     extra: dict[str, Any] = {}
     probe = _dns.probe_since(started_at) if started_at is not None else _dns.current_probe()
     if probe is not None:
-        extra["dns_question"] = probe.question
-        if probe.in_progress or probe.error_type is not None:
+        in_lookup, dns_fields = probe.fault_fields()
+        extra.update(dns_fields)
+        if in_lookup:
             phase = Phase.DNS.value
-            extra["dns_duration_s"] = probe.duration_s()
     offered = None
     if req is not None:
         offered = alpn_offered_by(_ssl_context_for(connector, req))

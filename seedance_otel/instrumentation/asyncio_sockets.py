@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import socket
 import ssl
 import time
 import weakref
@@ -287,7 +288,8 @@ async def _create_connection_and_watch(
 
 
 def _record_connect_failure(exc: BaseException, host: Any, port: Any, ssl_arg: Any) -> None:
-    if _runtime.RUNTIME is None or isinstance(exc, asyncio.CancelledError):
+    # A failed lookup was recorded by the getaddrinfo hook already.
+    if _runtime.RUNTIME is None or isinstance(exc, (asyncio.CancelledError, socket.gaierror)):
         return
     offered = _alpn_of_ssl_argument(ssl_arg)
     capture_fault(

@@ -213,10 +213,10 @@ def _after_connect_failed(
         if observer is not None:
             probe = _dns.probe_since(observer.started_at)
             if probe is not None:
-                extra["dns_question"] = probe.question
-                if probe.in_progress or probe.error_type is not None:
+                in_lookup, dns_fields = probe.fault_fields()
+                extra.update(dns_fields)
+                if in_lookup:
                     phase = Phase.DNS.value
-                    extra["dns_duration_s"] = probe.duration_s()
             facts = observer.tcp_facts
             if facts is not None:
                 extra.update(
