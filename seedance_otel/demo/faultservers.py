@@ -22,13 +22,14 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "Action",
     "BlackHoleDNS",
     "H2OnlyResetServer",
     "HttpFaultServer",
+    "LoopbackServer",
     "NxdomainDNS",
     "RequestInfo",
     "ThreadedTLSServer",
@@ -46,6 +47,110 @@ def rst_close(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with contextlib.suppress(OSError):
         sock.close()
+
+
+_Server = TypeVar("_Server", bound="LoopbackServer")
+
+
+def _loopback_family(host: str) -> socket.AddressFamily:
+    if host not in ("127.0.0.1", "::1"):
+        raise ValueError("fault servers bind to loopback only")
+    return socket.AF_INET6 if host == "::1" else socket.AF_INET
+
+
+class LoopbackServer:
+    """A listener on loopback, an accept loop and one daemon thread per connection.
+
+    Subclasses implement :meth:`serve`. Stopping closes the listener, shuts down
+    and closes every accepted socket (which wakes a thread blocked in ``recv``)
+    and joins every thread with a deadline.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", backlog: int = 64) -> None:
+        family = _loopback_family(host)
+        self.host = host
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, 0))
+        self._listener.listen(backlog)
+        self.port: int = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._sockets: set[socket.socket] = set()
+        self.connections = 0
+        self.client_ports: list[int] = []
+        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    scheme = "http"
+
+    def url(self, path: str = "/") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def serve(self, raw: socket.socket, index: int) -> None:
+        """Handle one accepted connection (in its own thread)."""
+        raise NotImplementedError
+
+    def _accept_loop(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                raw, addr = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                index = self.connections
+                self.connections += 1
+                self.client_ports.append(addr[1])
+                self._sockets.add(raw)
+                thread = threading.Thread(target=self._run, args=(raw, index), daemon=True)
+                self._threads.append(thread)
+            thread.start()
+
+    def _run(self, raw: socket.socket, index: int) -> None:
+        try:
+            self.serve(raw, index)
+        finally:
+            self._forget(raw)
+            with contextlib.suppress(OSError):
+                raw.close()
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+
+    def _forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def start(self) -> LoopbackServer:
+        self._accept_thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._accept_thread.join(_JOIN_TIMEOUT_S)
+        for thread in threads:
+            thread.join(_JOIN_TIMEOUT_S)
+
+    def __enter__(self: _Server) -> _Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
 class Action:
@@ -72,7 +177,7 @@ class RequestInfo:
 Decide = Callable[[RequestInfo], str]
 
 
-class HttpFaultServer:
+class HttpFaultServer(LoopbackServer):
     """A small HTTP/1.1 keep-alive server whose answers are decided per request.
 
     ``decide(info) -> Action`` chooses what to do with each request.
@@ -95,95 +200,22 @@ class HttpFaultServer:
         idle_close_rst: bool = False,
         middlebox_idle_s: float | None = None,
         body: bytes = b"ok",
-        accept_first: int | None = None,
     ) -> None:
-        if host not in ("127.0.0.1", "::1"):
-            raise ValueError("fault servers bind to loopback only")
+        super().__init__(host)
         self.decide = decide or (lambda info: Action.RESPOND)
-        self.host = host
         self.ssl_context = ssl_context
         self.accept_action = accept_action
         self.idle_close_s = idle_close_s
         self.idle_close_rst = idle_close_rst
         self.middlebox_idle_s = middlebox_idle_s
         self.body = body
-        self.accept_first = accept_first
-        family = socket.AF_INET6 if host == "::1" else socket.AF_INET
-        self._listener = socket.socket(family, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, 0))
-        self._listener.listen(64)
-        self.port: int = self._listener.getsockname()[1]
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._sockets: set[socket.socket] = set()
-        self.connections = 0
         self.requests: list[RequestInfo] = []
-        self.client_ports: list[int] = []
-        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
-
-    # -- lifecycle ------------------------------------------------------
 
     @property
-    def scheme(self) -> str:
+    def scheme(self) -> str:  # type: ignore[override]
         return "https" if self.ssl_context else "http"
 
-    def url(self, path: str = "/") -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}{path}"
-
-    def start(self) -> HttpFaultServer:
-        self._accept_thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-            threads = list(self._threads)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-        self._accept_thread.join(_JOIN_TIMEOUT_S)
-        for thread in threads:
-            thread.join(_JOIN_TIMEOUT_S)
-
-    def __enter__(self) -> HttpFaultServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # -- serving ----------------------------------------------------------
-
-    def _accept_loop(self) -> None:
-        self._listener.settimeout(0.2)
-        while not self._stopping.is_set():
-            try:
-                raw, addr = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                index = self.connections
-                self.connections += 1
-                self.client_ports.append(addr[1])
-                self._sockets.add(raw)
-                thread = threading.Thread(
-                    target=self._serve_connection, args=(raw, index), daemon=True
-                )
-                self._threads.append(thread)
-            thread.start()
-
-    def _forget(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.discard(sock)
-
-    def _serve_connection(self, raw: socket.socket, index: int) -> None:
+    def serve(self, raw: socket.socket, index: int) -> None:
         sock: socket.socket = raw
         try:
             if self.accept_action == Action.RST:
@@ -199,14 +231,23 @@ class HttpFaultServer:
                 except (OSError, ssl.SSLError):
                     raw.close()
                     return
-                with self._lock:
-                    self._sockets.add(sock)
+                self._track(sock)
             self._request_loop(sock, index)
         finally:
-            self._forget(raw)
             self._forget(sock)
             with contextlib.suppress(OSError):
                 sock.close()
+
+    @staticmethod
+    def _recv(sock: socket.socket, timeout: float) -> bytes | None:
+        """One read: data, ``b""`` when it timed out (try again), ``None`` at EOF or error."""
+        sock.settimeout(timeout)
+        try:
+            return sock.recv(65536) or None
+        except (TimeoutError, ssl.SSLWantReadError):
+            return b""
+        except OSError:
+            return None
 
     def _read_request(
         self, sock: socket.socket, buffer: bytearray, idle_deadline: float | None
@@ -221,14 +262,8 @@ class HttpFaultServer:
                 if remaining <= 0:
                     return None
                 timeout = min(timeout, remaining)
-            sock.settimeout(timeout)
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, ssl.SSLWantReadError):
-                continue
-            except OSError:
-                return None
-            if not chunk:
+            chunk = self._recv(sock, timeout)
+            if chunk is None:
                 return None
             buffer += chunk
         head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
@@ -241,14 +276,8 @@ class HttpFaultServer:
                 length = int(value.strip() or 0)
         body = bytearray(rest)
         while len(body) < length and not self._stopping.is_set():
-            sock.settimeout(0.2)
-            try:
-                chunk = sock.recv(65536)
-            except (TimeoutError, ssl.SSLWantReadError):
-                continue
-            except OSError:
-                return None
-            if not chunk:
+            chunk = self._recv(sock, 0.2)
+            if chunk is None:
                 return None
             body += chunk
         return method, path, bytearray(body[length:])
@@ -329,9 +358,7 @@ class BlackHoleDNS:
     """A UDP (and TCP) name server on 127.0.0.1 that reads queries and never answers."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        if host not in ("127.0.0.1", "::1"):
-            raise ValueError("loopback only")
-        family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+        family = _loopback_family(host)
         self._udp = socket.socket(family, socket.SOCK_DGRAM)
         self._udp.bind((host, port))
         self.host = host
@@ -407,57 +434,25 @@ def serve_h2(
             send(out)
 
 
-class ThreadedTLSServer:
-    """Accept loop and per-connection threads shared by the TLS/ALPN servers."""
+class ThreadedTLSServer(LoopbackServer):
+    """What the TLS/ALPN servers share: blocking sockets, and a graceful close
+    after a failed handshake so the alert reaches the client."""
+
+    scheme = "https"
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        if host not in ("127.0.0.1", "::1"):
-            raise ValueError("loopback only")
-        family = socket.AF_INET6 if host == "::1" else socket.AF_INET
-        self.host = host
-        self._listener = socket.socket(family, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, 0))
-        self._listener.listen(16)
-        self.port: int = self._listener.getsockname()[1]
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
+        super().__init__(host, backlog=16)
         self.offered: list[list[bytes]] = []
         """ALPN lists the clients offered (as the server saw them)."""
-        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True)
 
-    def url(self, path: str = "/") -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"https://{host}:{self.port}{path}"
-
-    def _accept_loop(self) -> None:
-        self._listener.settimeout(0.2)
-        while not self._stopping.is_set():
-            try:
-                raw, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            # Blocking: pyOpenSSL cannot drive a socket that has a timeout
-            # (the fd is non-blocking underneath). __exit__ shuts sockets down.
-            raw.settimeout(None)
-            with self._lock:
-                self._sockets.append(raw)
-                thread = threading.Thread(target=self._guarded, args=(raw,), daemon=True)
-                self._threads.append(thread)
-            thread.start()
-
-    def _guarded(self, raw: socket.socket) -> None:
+    def serve(self, raw: socket.socket, index: int) -> None:
+        # Blocking: pyOpenSSL cannot drive a socket that has a timeout (the fd
+        # is non-blocking underneath). stop() shuts sockets down.
+        raw.settimeout(None)
         try:
             self.handle(raw)
         except Exception:  # a failed handshake: let the alert reach the client
             self._linger_close(raw)
-        finally:
-            with contextlib.suppress(OSError):
-                raw.close()
 
     def _linger_close(self, raw: socket.socket) -> None:
         """FIN, then drain until the client hangs up (at most 2 s).
@@ -480,25 +475,6 @@ class ThreadedTLSServer:
 
     def handle(self, raw: socket.socket) -> None:
         raise NotImplementedError
-
-    def __enter__(self) -> ThreadedTLSServer:
-        self._accept_thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self._listener.close()
-        with self._lock:
-            sockets, threads = list(self._sockets), list(self._threads)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv
-            with contextlib.suppress(OSError):
-                sock.close()
-        self._accept_thread.join(_JOIN_TIMEOUT_S)
-        for thread in threads:
-            thread.join(_JOIN_TIMEOUT_S)
 
 
 class H2OnlyResetServer(ThreadedTLSServer):
@@ -526,9 +502,7 @@ class NxdomainDNS:
     """A UDP name server on loopback that answers every query with NXDOMAIN."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        if host not in ("127.0.0.1", "::1"):
-            raise ValueError("loopback only")
-        family = socket.AF_INET6 if host == "::1" else socket.AF_INET
+        family = _loopback_family(host)
         self._udp = socket.socket(family, socket.SOCK_DGRAM)
         self._udp.bind((host, 0))
         self.host = host

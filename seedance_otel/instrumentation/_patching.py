@@ -118,3 +118,21 @@ class PatchSet:
     @property
     def count(self) -> int:
         return len(self._applied)
+
+    def when_enabled(self, record: Wrapper) -> Wrapper:
+        """A wrapt wrapper that calls ``record`` while enabled, else the original.
+
+        ``record(wrapped, instance, args, kwargs)`` is usually an ``async def``
+        that awaits the original and looks at the outcome; the gate keeps the
+        original's own coroutine (no extra frame) once we are turned off.
+        """
+
+        def wrapper(
+            wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            if not self.enabled:
+                return wrapped(*args, **kwargs)
+            return record(wrapped, instance, args, kwargs)
+
+        wrapper.__name__ = wrapper.__qualname__ = getattr(record, "__name__", "wrapper")
+        return wrapper

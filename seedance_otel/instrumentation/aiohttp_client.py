@@ -277,15 +277,7 @@ def _record_connect_fault(
     )
 
 
-def _create_connection(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    if not _patches.enabled:
-        return wrapped(*args, **kwargs)
-    return _create_connection_and_record(wrapped, instance, args, kwargs)
-
-
-async def _create_connection_and_record(
+async def _create_connection(
     wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     started_at = _monotonic()
@@ -345,15 +337,9 @@ def _ceil_timeout(
     return _ObservedTimeout(inner)
 
 
-def _wait_for_available_connection(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+async def _wait_for_available_connection(
+    wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    if not _patches.enabled:
-        return wrapped(*args, **kwargs)
-    return _wait_and_mark(wrapped, args, kwargs)
-
-
-async def _wait_and_mark(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     # The mark outlives this call on purpose: a connect timeout that fires
     # while we wait surfaces later, from ceil_timeout in connect().
     _pool_wait_started.set(_monotonic())
@@ -396,15 +382,7 @@ def _connection_lost(
 # -- per new connection: DNS ----------------------------------------------------
 
 
-def _resolve_host(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    if not _patches.enabled:
-        return wrapped(*args, **kwargs)
-    return _resolve_and_record(wrapped, instance, args, kwargs)
-
-
-async def _resolve_and_record(
+async def _resolve_host(
     wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     probe = None
@@ -484,11 +462,15 @@ def install(module: Any = None) -> None:
     _patches.replace(connector.BaseConnector, "_release", _make_release)
     _patches.replace(helpers.TimerContext, "timeout", _make_timer_timeout)
     # Per new connection or per fault: wrapt.
-    _patches.wrap(connector.TCPConnector, "_create_connection", _create_connection)
     _patches.wrap(
-        connector.BaseConnector, "_wait_for_available_connection", _wait_for_available_connection
+        connector.TCPConnector, "_create_connection", _patches.when_enabled(_create_connection)
     )
-    _patches.wrap(connector.TCPConnector, "_resolve_host", _resolve_host)
+    _patches.wrap(
+        connector.BaseConnector,
+        "_wait_for_available_connection",
+        _patches.when_enabled(_wait_for_available_connection),
+    )
+    _patches.wrap(connector.TCPConnector, "_resolve_host", _patches.when_enabled(_resolve_host))
     _patches.wrap(client_proto.ResponseHandler, "connection_lost", _connection_lost)
     _patches.wrap_module_function(connector, "ceil_timeout", _ceil_timeout)
     _patches.enabled = True

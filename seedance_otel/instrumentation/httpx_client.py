@@ -118,15 +118,7 @@ def _remove_observer(request: Any, observer: _ConnectObserver | None) -> None:
         report_internal_error("httpx connect (trace remove)")
 
 
-def _connect_async(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    if not _patches.enabled:
-        return wrapped(*args, **kwargs)
-    return _connect_async_and_record(wrapped, instance, args, kwargs)
-
-
-async def _connect_async_and_record(
+async def _connect_async(
     wrapped: Any, connection: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     request = _request_arg(args, kwargs)
@@ -423,16 +415,8 @@ def _record_pool_timeout(exc: BaseException, frame: FrameType | None) -> None:
         report_internal_error("httpx pool timeout")
 
 
-def _event_wait_async(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    if not _patches.enabled:
-        return wrapped(*args, **kwargs)
-    return _event_wait_async_and_record(wrapped, args, kwargs)
-
-
-async def _event_wait_async_and_record(
-    wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+async def _event_wait_async(
+    wrapped: Any, event: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     try:
         return await wrapped(*args, **kwargs)
@@ -470,7 +454,9 @@ def install(module: Any = None) -> None:
 
     _patches.add_default(anyio_backend.AnyIOStream, _HISTORY, None)
     _patches.add_default(sync_backend.SyncStream, _HISTORY, None)
-    _patches.wrap(async_connection.AsyncHTTPConnection, "_connect", _connect_async)
+    _patches.wrap(
+        async_connection.AsyncHTTPConnection, "_connect", _patches.when_enabled(_connect_async)
+    )
     _patches.wrap(sync_connection.HTTPConnection, "_connect", _connect_sync)
     connection_classes: list[tuple[type, str, str | None, bool]] = [
         (async_http11.AsyncHTTP11Connection, "handle_async_request", "aclose", False),
@@ -493,7 +479,7 @@ def install(module: Any = None) -> None:
         _patches.replace(cls, "_response_closed", _make_response_closed)
         if close is not None:
             _patches.wrap(cls, close, _connection_closing)
-    _patches.wrap(synchronization.AsyncEvent, "wait", _event_wait_async)
+    _patches.wrap(synchronization.AsyncEvent, "wait", _patches.when_enabled(_event_wait_async))
     _patches.wrap(synchronization.Event, "wait", _event_wait_sync)
     _patches.enabled = True
 

@@ -38,16 +38,8 @@ def _host_port(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any]
     return str(host), port
 
 
-def _loop_getaddrinfo(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    if not _patches.enabled:
-        return wrapped(*args, **kwargs)
-    return _loop_getaddrinfo_and_record(wrapped, args, kwargs)
-
-
-async def _loop_getaddrinfo_and_record(
-    wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+async def _loop_getaddrinfo(
+    wrapped: Any, loop: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     probe = None
     owner = _layers.current()
@@ -125,7 +117,9 @@ def _socket_getaddrinfo(
 def install() -> None:
     if _patches.count:
         return
-    _patches.wrap(asyncio.base_events.BaseEventLoop, "getaddrinfo", _loop_getaddrinfo)
+    _patches.wrap(
+        asyncio.base_events.BaseEventLoop, "getaddrinfo", _patches.when_enabled(_loop_getaddrinfo)
+    )
     _patches.wrap_module_function(socket, "getaddrinfo", _socket_getaddrinfo)
     _patches.enabled = True
 
