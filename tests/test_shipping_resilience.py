@@ -132,7 +132,9 @@ def test_collector_down_under_a_fault_storm(monkeypatch, how, protocol):
             # The deadline is honoured while the exporter is stuck.
             started = time.monotonic()
             assert seedance_otel.flush(0.5) is False
-            assert time.monotonic() - started < 1.5
+            # Bounded by the deadline, not by the stuck exporter (generous: a
+            # loaded machine may be slow to wake us, but not by 30 s).
+            assert time.monotonic() - started < 5
         else:
             # The collector comes back: shipping resumes.
             if how == "closed-port":
@@ -146,7 +148,7 @@ def test_collector_down_under_a_fault_storm(monkeypatch, how, protocol):
             assert stats["exported"] >= 5
         started = time.monotonic()
         seedance_otel.uninstrument()  # interrupts any retry backoff
-        assert time.monotonic() - started < 8
+        assert time.monotonic() - started < 20  # the 5 s shutdown timeout, plus slack
         stats = seedance_otel.stats()
         assert invariant(stats), stats
     finally:
@@ -163,7 +165,8 @@ def test_flush_deadline(monkeypatch):
             storm(3)
             started = time.monotonic()
             assert seedance_otel.flush(0.3) is False
-            assert 0.25 <= time.monotonic() - started < 1.0
+            # Not early (it waited for the deadline), and not stuck on the exporter.
+            assert 0.25 <= time.monotonic() - started < 5
             assert invariant(seedance_otel.stats())
         finally:
             seedance_otel.uninstrument()
