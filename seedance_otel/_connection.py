@@ -313,7 +313,8 @@ class ConnectionHistory:
             self.idle_since = now
         idle = self.idle_before_request_s
         if idle is not None:
-            # PeerStats.record_reuse_ok, inlined: this runs on every reused request.
+            # The peer's successful-reuse record, written inline: this runs on
+            # every reused request.
             peer = self.peer
             count = peer.reuse_ok_count
             peer.reuse_ok_recent[count % PeerStats.RECENT] = idle

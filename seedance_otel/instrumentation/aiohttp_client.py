@@ -11,7 +11,9 @@ arguments (see ``_patching`` for why not wrapt there):
   closes it (``should_close=True``) inside the ``except`` block that handles a
   failed attempt, so the exception is ``sys.exc_info()`` there - including the
   attempt that aiohttp then retries silently (idempotent requests after a reset
-  on a reused connection), which ``on_request_exception`` never shows.
+  on a reused connection), which ``on_request_exception`` never shows. It is
+  taken only if it was raised through this connection's frames: an
+  application may close a response inside its own ``except`` block.
 
 Everything else runs per new connection or only on a fault (wrapt):
 

@@ -1,10 +1,10 @@
 """httpx (through httpcore 1.x): connection history and fault capture, async and sync.
 
 httpx hands every request to httpcore, so the hooks sit on httpcore classes.
-Each wrapper below is a plain function used for both the async and the sync
-class: the per-request ones do their work *before* calling the original and
-return its result untouched (a coroutine for the async class), so one body
-serves both and no extra coroutine frame is paid per request.
+The two per-request hooks are plain functions used for both the async and the
+sync class: they do their work *before* calling the original and return its
+result untouched (a coroutine for the async class), so one body serves both
+and no extra coroutine frame is paid per request.
 
 Why these hooks (httpcore 1.0):
 
@@ -19,7 +19,9 @@ Why these hooks (httpcore 1.0):
 * ``HTTP11Connection._response_closed`` runs once per request on every path.
   On failure httpcore calls it inside the ``except`` block that handles the
   error, whether it came from sending, from the response headers or from the
-  body stream, so the exception is ``sys.exc_info()`` there.
+  body stream, so the exception is ``sys.exc_info()`` there - taken only if
+  it was raised through this connection's frames (an application may make a
+  request inside its own ``except`` block).
 * ``HTTP11Connection.aclose``/``close`` with the socket readable while idle
   is the peer having closed a pooled connection.
 * ``AsyncEvent.wait``/``Event.wait`` only run when the pool is exhausted; a
