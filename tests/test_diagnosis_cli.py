@@ -14,6 +14,8 @@ from seedance_otel import FaultKind, ResetContextSnapshot
 from seedance_otel.diagnosis import read_snapshots
 from seedance_otel.diagnosis.cli import register
 
+from snapshot_factory import make_snapshot
+
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="seedance-otel")
@@ -30,14 +32,6 @@ def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
 
 def reset(idle: float, ok_max: float | None = 1.8, **kw) -> ResetContextSnapshot:
     fields = dict(
-        kind=FaultKind.CONNECTION_RESET,
-        timestamp_ns=1_700_000_000_000_000_000,
-        library="httpx",
-        phase="request",
-        error_type="httpcore.ReadError",
-        error_message="[Errno 104] Connection reset by peer",
-        server_address="api.test",
-        server_port=443,
         connection_reused=True,
         connection_idle_s=idle,
         connection_age_s=idle + 0.01,
@@ -47,7 +41,7 @@ def reset(idle: float, ok_max: float | None = 1.8, **kw) -> ResetContextSnapshot
         trace_id="0af7651916cd43dd8448eb211c80319c",
     )
     fields.update(kw)
-    return ResetContextSnapshot(**fields)
+    return make_snapshot(**fields)
 
 
 def jsonl(*snaps: ResetContextSnapshot) -> str:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from seedance_otel import FaultKind, ResetContextSnapshot
+from seedance_otel import FaultKind
 from seedance_otel.diagnosis._estimate import (
     IdleSamples,
     collect_idle_samples,
@@ -14,6 +14,8 @@ from seedance_otel.diagnosis._estimate import (
     idle_histogram,
     recommended_keepalive_s,
 )
+
+from snapshot_factory import make_snapshot
 
 
 def est(ok=(), resets=(), exact=(), upper=()):
@@ -193,18 +195,7 @@ def test_noisy_synthetic_workloads(timeout_s):
 
 
 def _snap(kind=FaultKind.CONNECTION_RESET, port=80, **kw):
-    fields = dict(
-        kind=kind,
-        timestamp_ns=1,
-        library="httpx",
-        phase="request",
-        error_type="httpcore.ReadError",
-        error_message="",
-        server_address="api.test",
-        server_port=port,
-    )
-    fields.update(kw)
-    return ResetContextSnapshot(**fields)
+    return make_snapshot(kind, server_port=port, **kw)
 
 
 def test_collect_per_peer_from_snapshots_and_peer_stats():

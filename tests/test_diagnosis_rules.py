@@ -16,22 +16,13 @@ from seedance_otel import FaultKind, ResetContextSnapshot
 from seedance_otel.diagnosis import Finding, Severity, diagnose
 from seedance_otel.diagnosis import _rules as rules
 
+from snapshot_factory import make_snapshot
+
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
 
 def snap(kind=FaultKind.CONNECTION_RESET, **kw) -> ResetContextSnapshot:
-    fields = dict(
-        kind=kind,
-        timestamp_ns=1_700_000_000_000_000_000,
-        library="httpx",
-        phase="request",
-        error_type="httpcore.ReadError",
-        error_message="[Errno 104] Connection reset by peer",
-        server_address="api.test",
-        server_port=443,
-    )
-    fields.update(kw)
-    return ResetContextSnapshot(**fields)
+    return make_snapshot(kind, **kw)
 
 
 def stale(idle, ok_max=None, ok_count=None, **kw):
