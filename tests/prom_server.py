@@ -61,7 +61,7 @@ class PrometheusServer:
     def __enter__(self) -> PrometheusServer:
         if not PROMETHEUS.exists():
             raise PrometheusError(
-                f"{PROMETHEUS} is missing: run scripts/install-prometheus "
+                f"{PROMETHEUS} is missing: run scripts/install-system-packages "
                 "(Debian's prometheus package) to run the dashboard queries against it"
             )
         with self.log.open("wb") as log:

@@ -6,14 +6,13 @@ components and every defined component is used, ports line up between the
 collector, Prometheus, Grafana's data sources and the compose file, images
 are pinned, published ports stay on 127.0.0.1, Grafana gets our provisioning
 and dashboards, and the agent's loadbalancing exporter is complete.
-``promtool`` (installed with Prometheus by scripts/install-prometheus) checks
+``promtool`` (installed with Prometheus by scripts/install-system-packages) checks
 prometheus.yaml for real.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from seedance_otel import dashboards
+from system_binaries import require
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "collector-config"
@@ -215,9 +215,7 @@ def test_loki_accepts_otlp():
 
 
 def test_prometheus_config_is_valid_for_promtool(tmp_path):
-    promtool = shutil.which("promtool") or "/usr/bin/promtool"
-    if not Path(promtool).exists():
-        pytest.fail("promtool is missing: run scripts/install-prometheus (CI does)")
+    promtool = require("promtool", "prometheus")
     checked = subprocess.run(
         [promtool, "check", "config", str(CONFIG / "prometheus.yaml")],
         capture_output=True,

@@ -4,7 +4,7 @@ A subprocess (``prom_fault_app.py``) turns seedance_otel on behind the OTel
 Prometheus exporter and makes real faults on loopback with aiohttp and httpx:
 resets on reused connections after idle, a burst of resets that overflows the
 ring, a DNS timeout, ALPN mismatches, and connections left open. A real
-Prometheus (``/usr/bin/prometheus``; ``scripts/install-prometheus`` installs
+Prometheus (``/usr/bin/prometheus``; ``scripts/install-system-packages`` installs
 it) scrapes it every second. Then each panel query and each variable query of
 both dashboards, with the variables set as a user would set them, must parse
 and return at least one series: a renamed metric or label, or a typo in a
@@ -40,6 +40,7 @@ from dashboards_model import (
     variables,
 )
 from prom_server import PROMETHEUS, PrometheusServer
+from system_binaries import require
 
 SERVICE = "seedance-dashboards-test"
 APP = Path(__file__).with_name("prom_fault_app.py")
@@ -127,11 +128,7 @@ def _wait_until(predicate: Any, timeout_s: float, what: str) -> None:
 
 
 def test_every_dashboard_query_returns_data_from_real_faults(tmp_path):
-    if not PROMETHEUS.exists():
-        pytest.fail(
-            f"{PROMETHEUS} is missing: run scripts/install-prometheus (CI does) - the "
-            "dashboards' queries are only proven against a real Prometheus"
-        )
+    require(str(PROMETHEUS), "prometheus")
     models = load_all()
     with FaultApp(tmp_path) as app:
         metrics_port = int(app.wait_for("METRICS", 30))
