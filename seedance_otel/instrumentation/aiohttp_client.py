@@ -49,15 +49,16 @@ from .._classify import HookFacts
 from .._connection import ConnectionHistory, socket_facts
 from .._frames import find_local, raised_through
 from .._guard import report_internal_error
+from .._library import ContribInstrumentor, ExceptionNames, Library
 from .._snapshot import Phase
 from ._patching import PatchSet, signature_is
 from .ssl_alpn import alpn_offered_by, mark_offered
 
 __all__ = ["install", "uninstall"]
 
-LIBRARY = "aiohttp"
+NAME = "aiohttp"
 _HISTORY = "_seedance_history"
-_patches = PatchSet(LIBRARY)
+_patches = PatchSet(NAME)
 _timed_out_tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 _pool_wait_started: contextvars.ContextVar[float] = contextvars.ContextVar(
     "seedance_otel_aiohttp_pool_wait", default=0.0
@@ -157,7 +158,7 @@ def _belongs(value: Any, protocol: Any) -> bool:
 
 def _new_history(protocol: Any, key: Any) -> ConnectionHistory:
     host, port = getattr(key, "host", None), getattr(key, "port", None)
-    history = ConnectionHistory(LIBRARY, host, port, _runtime.peer_for(host, port))
+    history = ConnectionHistory(NAME, host, port, _runtime.peer_for(host, port))
     transport = protocol.transport
     if transport is not None:
         history.set_socket(
@@ -194,7 +195,7 @@ def _on_attempt_failed(history: ConnectionHistory, exc: BaseException) -> None:
         Phase.RESPONSE.value if type(exc).__name__ == "ClientPayloadError" else Phase.REQUEST.value
     )
     capture_fault(
-        library=LIBRARY,
+        library=NAME,
         exc=exc,
         facts=HookFacts(
             phase=phase,
@@ -261,7 +262,7 @@ def _record_connect_fault(
         extra["alpn_offered"] = offered
     is_tls = bool(req is not None and req.is_ssl())
     capture_fault(
-        library=LIBRARY,
+        library=NAME,
         exc=exc,
         facts=HookFacts(
             # We are connecting: a timeout here is not a read timeout.
@@ -283,7 +284,7 @@ async def _create_connection(
     wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     started_at = _monotonic()
-    token = _layers.enter(LIBRARY)
+    token = _layers.enter(NAME)
     try:
         return await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -371,7 +372,7 @@ def _connection_lost(
                 # itself; still set means the peer (or the network) ended it.
                 if history.idle_in_pool and instance.transport is not None:
                     capture_idle_close(
-                        library=LIBRARY,
+                        library=NAME,
                         history=history,
                         exc=args[0] if args else kwargs.get("exc"),
                     )
@@ -484,3 +485,42 @@ def install(module: Any = None) -> None:
 
 def uninstall() -> None:
     _patches.restore()
+
+
+def _request_fields(request: object) -> tuple[str | None, str | None]:
+    """(method, URL) of an ``aiohttp.ClientRequest``."""
+    method = getattr(request, "method", None)
+    url = getattr(request, "url", None)
+    return (method if isinstance(method, str) else None), (None if url is None else str(url))
+
+
+_ERRORS = "aiohttp.client_exceptions."
+
+LIBRARY = Library(
+    name=NAME,
+    modules=("aiohttp",),
+    install=install,
+    uninstall=uninstall,
+    requirement="aiohttp >= 3.10, < 4",
+    exceptions=ExceptionNames(
+        timeout=frozenset({_ERRORS + "ServerTimeoutError"}),
+        dns=frozenset({_ERRORS + "ClientConnectorDNSError"}),
+        certificate=frozenset({_ERRORS + "ClientConnectorCertificateError"}),
+        tls=frozenset({_ERRORS + "ClientConnectorSSLError"}),
+        peer_closed=frozenset(
+            {_ERRORS + "ServerDisconnectedError", _ERRORS + "ClientConnectionResetError"}
+        ),
+        connect_timeout=frozenset({_ERRORS + "ConnectionTimeoutError"}),
+        connect_error=frozenset({_ERRORS + "ClientConnectorError"}),
+        binary_status_line=frozenset({"aiohttp.http_exceptions.BadStatusLine"}),
+    ),
+    request_fields=_request_fields,
+    # ResponseHandler.connection_lost runs when the FIN arrives (see above).
+    sees_idle_fin=True,
+    default_keepalive_s=15.0,
+    contrib=ContribInstrumentor(
+        "aiohttp-client",
+        "opentelemetry.instrumentation.aiohttp_client",
+        "AioHttpClientInstrumentor",
+    ),
+)

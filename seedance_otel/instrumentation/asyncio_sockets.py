@@ -45,6 +45,7 @@ from .._capture import capture_fault, capture_idle_close, capture_peer_eof
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, socket_facts
 from .._guard import report_internal_error
+from .._library import ExceptionNames, Library
 from .._snapshot import Phase
 from .._trace_context import current_trace_ids
 from ._patching import PatchSet
@@ -52,9 +53,9 @@ from .ssl_alpn import alpn_offered_by
 
 __all__ = ["UVLOOP_NOTE", "install", "uninstall"]
 
-LIBRARY = "asyncio"
+NAME = "asyncio"
 _logger = logging.getLogger("seedance_otel")
-_patches = PatchSet(LIBRARY)
+_patches = PatchSet(NAME)
 _monotonic = time.monotonic
 
 UVLOOP_NOTE = (
@@ -141,7 +142,7 @@ def _wrap_instance_method(watch: _Watch, obj: Any, name: str, before: Any) -> No
 
 def _watch(transport: Any, protocol: Any, host: Any, port: Any, trace_ids: Any) -> None:
     history = ConnectionHistory(
-        LIBRARY,
+        NAME,
         str(host) if host is not None else None,
         port if isinstance(port, int) else None,
         _runtime.peer_for(host, port if isinstance(port, int) else None),
@@ -211,7 +212,7 @@ def _connection_lost(watch: _Watch, exc: BaseException | None) -> None:
         if exc is not None:
             phase = Phase.REQUEST.value if watch.awaiting_answer else Phase.IDLE.value
             capture_fault(
-                library=LIBRARY,
+                library=NAME,
                 exc=exc,
                 facts=HookFacts(
                     phase=phase,
@@ -228,7 +229,7 @@ def _connection_lost(watch: _Watch, exc: BaseException | None) -> None:
             pass  # our own close; or a FIN whose meaning we cannot read
         elif watch.awaiting_answer:
             capture_peer_eof(
-                library=LIBRARY,
+                library=NAME,
                 history=history,
                 phase=Phase.REQUEST.value,
                 trace_ids=watch.trace_ids,
@@ -236,7 +237,7 @@ def _connection_lost(watch: _Watch, exc: BaseException | None) -> None:
             )
         elif idle >= _MIN_IDLE_FOR_IDLE_CLOSE_S:
             capture_idle_close(
-                library=LIBRARY, history=history, exc=None, trace_ids=watch.trace_ids, extra=extra
+                library=NAME, history=history, exc=None, trace_ids=watch.trace_ids, extra=extra
             )
     finally:
         _runtime.connection_closed(history)
@@ -293,7 +294,7 @@ def _record_connect_failure(exc: BaseException, host: Any, port: Any, ssl_arg: A
         return
     offered = _alpn_of_ssl_argument(ssl_arg)
     capture_fault(
-        library=LIBRARY,
+        library=NAME,
         exc=exc,
         facts=HookFacts(new_connection=True, handshake_done=False, alpn_offered=offered),
         server_address=str(host) if host is not None else None,
@@ -322,7 +323,7 @@ async def _start_tls_and_watch(wrapped: Any, args: tuple[Any, ...], kwargs: dict
                 offered = alpn_offered_by(context)
                 peer = transport.get_extra_info("peername") if transport is not None else None
                 capture_fault(
-                    library=LIBRARY,
+                    library=NAME,
                     exc=exc,
                     facts=HookFacts(
                         phase=Phase.TLS.value, handshake_done=False, alpn_offered=offered
@@ -378,3 +379,17 @@ def uninstall() -> None:
     for watch in list(_live_watches):
         watch.unshadow()
     _live_watches.clear()
+
+
+LIBRARY = Library(
+    name=NAME,
+    modules=(),
+    install=install,
+    uninstall=uninstall,
+    exceptions=ExceptionNames(
+        timeout=frozenset({"asyncio.exceptions.TimeoutError"}),
+        peer_closed=frozenset({"asyncio.exceptions.IncompleteReadError"}),
+    ),
+    # The protocol's connection_lost runs when the FIN arrives.
+    sees_idle_fin=True,
+)

@@ -41,15 +41,16 @@ from .._classify import HookFacts
 from .._connection import ConnectionHistory, SocketFacts, socket_facts
 from .._frames import raised_through
 from .._guard import report_internal_error
+from .._library import ContribInstrumentor, ExceptionNames, Library
 from .._snapshot import Phase
 from ._patching import PatchSet, signature_is
 from .ssl_alpn import alpn_offered_by
 
 __all__ = ["install", "uninstall"]
 
-LIBRARY = "httpx"
+NAME = "httpx"
 _HISTORY = "_seedance_history"
-_patches = PatchSet(LIBRARY)
+_patches = PatchSet(NAME)
 _monotonic = time.monotonic
 
 
@@ -125,7 +126,7 @@ async def _connect_async(
 ) -> Any:
     request = _request_arg(args, kwargs)
     observer = _install_observer(request, is_async=True)
-    token = _layers.enter(LIBRARY)
+    token = _layers.enter(NAME)
     try:
         stream = await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -146,7 +147,7 @@ def _connect_sync(
         return wrapped(*args, **kwargs)
     request = _request_arg(args, kwargs)
     observer = _install_observer(request, is_async=False)
-    token = _layers.enter(LIBRARY)
+    token = _layers.enter(NAME)
     try:
         stream = wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -181,7 +182,7 @@ def _stream_socket_facts(stream: Any) -> SocketFacts:
 def _after_connect(connection: Any, stream: Any, observer: _ConnectObserver | None) -> None:
     try:
         host, port = _origin(connection)
-        history = ConnectionHistory(LIBRARY, host, port, _runtime.peer_for(host, port))
+        history = ConnectionHistory(NAME, host, port, _runtime.peer_for(host, port))
         history.set_socket(_stream_socket_facts(stream))
         ssl_object = stream.get_extra_info("ssl_object")
         if ssl_object is not None:
@@ -223,7 +224,7 @@ def _after_connect_failed(
         if offered is not None:
             extra["alpn_offered"] = offered
         capture_fault(
-            library=LIBRARY,
+            library=NAME,
             exc=exc,
             facts=HookFacts(
                 phase=phase,
@@ -345,7 +346,7 @@ def _on_request_failed(history: ConnectionHistory, exc: BaseException) -> None:
         return
     phase = Phase.RESPONSE.value if _raised_in_body(exc.__traceback__) else Phase.REQUEST.value
     capture_fault(
-        library=LIBRARY,
+        library=NAME,
         exc=exc,
         facts=HookFacts(
             phase=phase,
@@ -373,7 +374,7 @@ def _connection_closing(
                     # A readable socket on an idle HTTP/1.1 connection can only
                     # mean EOF (or RST) from the peer: httpcore's own test.
                     if stream is not None and stream.get_extra_info("is_readable"):
-                        capture_idle_close(library=LIBRARY, history=history, exc=None)
+                        capture_idle_close(library=NAME, history=history, exc=None)
                 _runtime.connection_closed(history)
         except Exception:
             report_internal_error("httpx connection close")
@@ -406,7 +407,7 @@ def _record_pool_timeout(exc: BaseException, frame: FrameType | None) -> None:
             host = url.host.decode("ascii", "replace") if isinstance(url.host, bytes) else None
             port = url.port
         capture_fault(
-            library=LIBRARY,
+            library=NAME,
             exc=exc,
             facts=HookFacts(phase=Phase.POOL.value),
             request=request,
@@ -488,3 +489,47 @@ def install(module: Any = None) -> None:
 
 def uninstall() -> None:
     _patches.restore()
+
+
+def _request_fields(request: object) -> tuple[str | None, str | None]:
+    """(method, URL) of an ``httpcore.Request``, whose parts are bytes."""
+    method = getattr(request, "method", None)
+    if isinstance(method, bytes):
+        method = method.decode("ascii", "replace")
+    url = getattr(request, "url", None)
+    if url is None:
+        return method, None
+    scheme = getattr(url, "scheme", None)
+    if not isinstance(scheme, bytes):
+        return method, str(url)
+    port = f":{url.port}" if url.port is not None else ""
+    text = (
+        f"{scheme.decode('ascii', 'replace')}://"
+        f"{url.host.decode('ascii', 'replace')}{port}{url.target.decode('ascii', 'replace')}"
+    )
+    return method, text
+
+
+LIBRARY = Library(
+    name=NAME,
+    modules=("httpcore",),
+    install=install,
+    uninstall=uninstall,
+    requirement="httpx >= 0.27, < 1",
+    exceptions=ExceptionNames(
+        timeout=frozenset({"httpx.TimeoutException", "httpcore.TimeoutException"}),
+        pool_timeout=frozenset({"httpx.PoolTimeout", "httpcore.PoolTimeout"}),
+        connect_timeout=frozenset({"httpx.ConnectTimeout", "httpcore.ConnectTimeout"}),
+        write_timeout=frozenset({"httpx.WriteTimeout", "httpcore.WriteTimeout"}),
+        connect_error=frozenset({"httpx.ConnectError", "httpcore.ConnectError"}),
+        h1_parse_error=frozenset({"h11.RemoteProtocolError", "httpcore.RemoteProtocolError"}),
+    ),
+    request_fields=_request_fields,
+    # anyio stops reading an idle stream: httpcore finds the FIN at the next
+    # checkout (``is_readable``), so the idle time is an upper bound.
+    sees_idle_fin=False,
+    default_keepalive_s=5.0,
+    contrib=ContribInstrumentor(
+        "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"
+    ),
+)
