@@ -8,7 +8,7 @@ microseconds per request for both, the added microseconds (median of the
 paired round differences, with the spread) and the ratio.
 
 Budget (core issue): <= 3 us added per request, aiohttp and httpx sequential.
-Then it times ``capture_fault`` for a realistic reset (median and p99 of
+Then it times ``capture`` for a realistic reset (median and p99 of
 single calls; budget p99 <= 20 us).
 
 Usage: python -m benchmarks.overhead [--rounds 12] [--requests 2000] [--quick]
@@ -183,13 +183,14 @@ def compare(
 
 
 def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
-    """Median and p99 of one ``capture_fault`` call for an httpx-style reset, in us."""
+    """Median and p99 of one ``capture`` call for an httpx-style reset, in us."""
     import httpcore
     import httpx
 
-    from seedance_otel._capture import capture_fault
+    from seedance_otel._capture import FaultContext, capture
     from seedance_otel._classify import HookFacts
     from seedance_otel._connection import ConnectionHistory, PeerStats
+    from seedance_otel.instrumentation.httpx_client import LIBRARY
 
     seedance_otel.uninstrument()
     options.setdefault("exporter", "none")
@@ -199,7 +200,7 @@ def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
     history.peer_address, history.peer_port, history.local_port = "10.0.0.7", 443, 50123
     history.requests_completed, history.idle_since = 3, time.monotonic() - 8.5
     history.begin_request(time.monotonic(), None)
-    facts = HookFacts(phase="request", new_connection=False, handshake_done=True)
+    facts = HookFacts(phase="request")
     timings: list[float] = []
     for i in range(samples + 500):
         root = ConnectionResetError(104, "Connection reset by peer")
@@ -208,7 +209,7 @@ def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
         exc = httpx.ReadError("")
         exc.__cause__ = inner
         start = time.perf_counter_ns()
-        capture_fault(library="httpx", exc=exc, facts=facts, history=history)
+        capture(FaultContext(library=LIBRARY, exc=exc, facts=facts, history=history))
         if i >= 500:  # the first 500 warm caches
             timings.append((time.perf_counter_ns() - start) / 1000)
     seedance_otel.uninstrument()

@@ -1,7 +1,14 @@
-"""From a hook's exception to a snapshot in the ring: the one straight line every fault follows.
+"""From a hook's knowledge to a snapshot in the ring: the one straight line every fault follows.
 
-hook → :func:`capture_fault` → ``classify`` → :class:`ResetContextSnapshot`
-→ ``Runtime.publish`` (ring buffer, span event, metrics).
+hook → :class:`FaultContext` → :func:`capture` → ``classify`` →
+:class:`ResetContextSnapshot` → ``Runtime.publish`` (ring buffer, span event,
+metrics).
+
+Every fault, idle close and peer FIN goes this way: a hook fills one typed
+context (mypy checks every field it sets) and calls :func:`capture`, which
+alone decides the kind (through ``classify``, a FIN included), the trace, and
+which of the hook's facts become which snapshot field. URLs and messages are
+redacted here, so no hook can forget to.
 
 Runs only on the fault path, so it may allocate and format freely; it must
 still never raise (callers wrap it) and never change the exception.
@@ -9,29 +16,22 @@ still never raise (callers wrap it) and never change the exception.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from . import _runtime
-from ._classify import Classification, HookFacts, classify, walk_chain
-from ._connection import ConnectionHistory
+from ._classify import HookFacts, classify, exception_type_name
+from ._connection import ConnectionFields, ConnectionHistory
+from ._dns import DnsFields
+from ._library import Library
 from ._redact import redact_message, redact_url
-from ._snapshot import FaultKind, Phase, ResetContextSnapshot
+from ._snapshot import FaultKind, ResetContextSnapshot
 from ._trace_context import current_trace_ids
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-__all__ = [
-    "capture_fault",
-    "capture_idle_close",
-    "capture_peer_eof",
-    "error_type_name",
-    "first_message",
-]
+__all__ = ["FaultContext", "capture"]
 
 _last_lock = threading.Lock()
 _last_recorded: list[BaseException | None] = [None]
@@ -41,34 +41,46 @@ recorded twice. Only one is held: it keeps its traceback's frames alive, and an
 id alone would not do (ids are reused as soon as an exception is freed, which
 in a fault storm happens constantly)."""
 
+_FIN_MESSAGES = {
+    FaultKind.PEER_CLOSED_IDLE: "peer closed the idle connection",
+    FaultKind.CONNECTION_RESET: "the peer closed the connection before answering",
+}
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class FaultContext:
+    """Everything one hook knows about one fault.
+
+    ``connection`` wins over what ``history`` would say (a connect that failed
+    has no history, only the socket it tried; a plain-asyncio stream knows no
+    requests); ``history`` also supplies the server and, in a request, the
+    request when the hook did not.
+    """
+
+    library: Library
+    exc: BaseException | None
+    """``None`` when the peer closed the connection with a FIN (no exception)."""
+    facts: HookFacts
+    history: ConnectionHistory | None = None
+    connection: ConnectionFields | None = None
+    in_request: bool = True
+    """The fault hit a request (its span is current); ``False`` in a loop
+    callback or for an idle connection (no trace, unless ``trace_ids``)."""
+    request: object | None = None
+    """The library's request object; read by ``library.request_fields``."""
+    server_address: str | None = None
+    server_port: int | None = None
+    dns: DnsFields | None = None
+    trace_ids: tuple[str | None, str | None] | None = None
+    """The span to blame, when it is not the current one (asyncio transports
+    fail in loop callbacks, outside the context that made them)."""
+
 
 def reset_after_fork() -> None:
     """In a forked child: a fresh lock, no memory of the parent's exceptions."""
     global _last_lock  # noqa: PLW0603
     _last_lock = threading.Lock()
     _last_recorded[0] = None
-
-
-def error_type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
-def first_message(exc: BaseException) -> str:
-    """``str(exc)``, or the first non-empty message down its chain.
-
-    httpx/anyio often raise ``ReadError('')``; the useful text ("Connection reset
-    by peer") is further down.
-    """
-    for item in walk_chain(exc):
-        try:
-            text = str(item)
-        except Exception:
-            continue
-        if text:
-            return text if item is exc else f"{text} (from {error_type_name(item)})"
-    return ""
 
 
 def _seen_before(exc: BaseException) -> bool:
@@ -80,116 +92,65 @@ def _seen_before(exc: BaseException) -> bool:
     return False
 
 
-def _request_fields(request: Any) -> tuple[str | None, str | None]:
-    """(method, redacted url) from an aiohttp ``ClientRequest`` or httpcore ``Request``."""
-    if request is None:
-        return None, None
-    method = getattr(request, "method", None)
-    if isinstance(method, bytes):
-        method = method.decode("ascii", "replace")
-    url = getattr(request, "url", None)
-    if url is None:
-        return method, None
-    if hasattr(url, "scheme") and isinstance(getattr(url, "scheme", None), bytes):
-        # httpcore.URL: bytes parts
-        port = f":{url.port}" if url.port is not None else ""
-        text = (
-            f"{url.scheme.decode('ascii', 'replace')}://"
-            f"{url.host.decode('ascii', 'replace')}{port}{url.target.decode('ascii', 'replace')}"
-        )
-    else:
-        text = str(url)
-    return method, redact_url(text)
+def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
+    """Classify what the hook saw and, if it is a connection fault, record its snapshot.
 
-
-def capture_fault(
-    *,
-    library: str,
-    exc: BaseException,
-    facts: HookFacts,
-    history: ConnectionHistory | None = None,
-    in_request: bool = True,
-    request: Any = None,
-    server_address: str | None = None,
-    server_port: int | None = None,
-    extra: Mapping[str, Any] | None = None,
-    trace_ids: tuple[str | None, str | None] | None = None,
-) -> ResetContextSnapshot | None:
-    """Classify ``exc`` and, if it is a connection fault, record its snapshot.
-
-    ``extra`` overrides snapshot fields; ``trace_ids`` replaces the ids of the
-    span active now (asyncio transports fail in loop callbacks, outside the
-    context that made them).
-
-    Returns the snapshot (or ``None`` when not instrumented, suppressed,
-    not a fault, or already recorded by a lower hook).
+    Returns the snapshot, or ``None`` when not instrumented, suppressed, not a
+    fault, already recorded by a lower hook, or an idle close while
+    ``capture_idle_closes`` is off (its per-peer evidence is kept even then).
     """
     runtime = _runtime.RUNTIME
     if runtime is None or not is_instrumentation_enabled():
         return None
-    classification = classify(exc, facts)
-    if classification is None or _seen_before(exc):
+    exc = ctx.exc
+    classification = classify(exc, ctx.facts, ctx.library.exceptions)
+    if classification is None or (exc is not None and _seen_before(exc)):
         return None
-    return _publish(
-        runtime,
-        classification,
-        library=library,
-        exc=exc,
-        history=history,
-        in_request=in_request,
-        request=request,
-        server_address=server_address,
-        server_port=server_port,
-        extra=extra,
-        trace_ids=trace_ids,
-    )
-
-
-def _publish(
-    runtime: _runtime.Runtime,
-    classification: Classification,
-    *,
-    library: str,
-    exc: BaseException | None,
-    history: ConnectionHistory | None,
-    extra: Mapping[str, Any] | None,
-    in_request: bool = False,
-    request: Any = None,
-    server_address: str | None = None,
-    server_port: int | None = None,
-    error_type: str | None = None,
-    error_message: str | None = None,
-    trace_ids: tuple[str | None, str | None] | None = None,
-) -> ResetContextSnapshot:
     now = time.monotonic()
+    history = ctx.history
+    kind = classification.kind
+    if kind is FaultKind.PEER_CLOSED_IDLE:
+        if history is not None and history.idle_since is not None:
+            history.peer.record_idle_close(now - history.idle_since)
+        if not runtime.settings.capture_idle_closes:
+            return None
     # A fault outside any request (an idle pooled connection closing) runs in
     # an event-loop callback whose context belongs to nobody: no trace.
-    if trace_ids is not None:
-        trace_id, span_id = trace_ids
-    elif in_request:
+    if ctx.trace_ids is not None:
+        trace_id, span_id = ctx.trace_ids
+    elif ctx.in_request:
         trace_id, span_id = current_trace_ids()
     else:
         trace_id = span_id = None
-    fields: dict[str, Any] = {}
+    connection = ctx.connection
+    server_address, server_port, request = ctx.server_address, ctx.server_port, ctx.request
     if history is not None:
-        fields.update(history.fault_fields(now, in_request))
+        if connection is None:
+            connection = history.fault_fields(now, ctx.in_request)
         if server_address is None:
-            server_address = history.server_address
-            server_port = history.server_port
-        if request is None and in_request:
+            server_address, server_port = history.server_address, history.server_port
+        if request is None and ctx.in_request:
             request = history.request
-    method, url = _request_fields(request)
-    if extra:
-        fields.update(extra)
+    if connection is None:
+        connection = ConnectionFields()
+    method = url = None
+    if request is not None and ctx.library.request_fields is not None:
+        method, raw_url = ctx.library.request_fields(request)
+        url = redact_url(raw_url) if raw_url is not None else None
+    if exc is not None:
+        error_type = exception_type_name(exc)
+        message = classification.message
+    else:
+        error_type = "EOF"
+        message = _FIN_MESSAGES.get(kind, "")
+    dns = ctx.dns
     snapshot = ResetContextSnapshot(
-        kind=classification.kind,
+        kind=kind,
         timestamp_ns=time.time_ns(),
-        library=library,
-        phase=str(classification.phase),
-        error_type=error_type if error_type is not None else error_type_name(exc),  # type: ignore[arg-type]
-        error_message=redact_message(
-            error_message if error_message is not None else classification.message
-        ),
+        library=ctx.library.name,
+        phase=classification.phase,
+        error_type=error_type,
+        error_message=redact_message(message),
         errno=classification.errno,
         trace_id=trace_id,
         span_id=span_id,
@@ -197,72 +158,23 @@ def _publish(
         server_port=server_port,
         http_method=method,
         url=url,
-        **fields,
+        peer_address=connection.peer_address,
+        peer_port=connection.peer_port,
+        local_port=connection.local_port,
+        socket_cookie=connection.socket_cookie,
+        connection_reused=connection.reused,
+        connection_idle_s=connection.idle_s,
+        connection_age_s=connection.age_s,
+        connection_requests=connection.requests,
+        alpn_offered=connection.alpn_offered
+        if connection.alpn_offered is not None
+        else ctx.facts.alpn_offered,
+        alpn_negotiated=connection.alpn_negotiated,
+        tls_version=connection.tls_version,
+        dns_question=dns.question if dns is not None else None,
+        dns_duration_s=dns.duration_s if dns is not None else None,
+        peer_reuse_ok_max_idle_s=connection.peer_reuse_ok_max_idle_s,
+        peer_reuse_ok_count=connection.peer_reuse_ok_count,
     )
     runtime.publish(snapshot)
     return snapshot
-
-
-def capture_idle_close(
-    *,
-    library: str,
-    history: ConnectionHistory,
-    exc: BaseException | None,
-    trace_ids: tuple[str | None, str | None] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> ResetContextSnapshot | None:
-    """The peer closed a pooled connection while it sat idle (FIN or RST).
-
-    The per-peer evidence is kept even when ``capture_idle_closes`` is off; only
-    the snapshot is skipped.
-    """
-    runtime = _runtime.RUNTIME
-    if runtime is None or not is_instrumentation_enabled():
-        return None
-    now = time.monotonic()
-    if history.idle_since is not None:
-        history.peer.record_idle_close(now - history.idle_since)
-    if not runtime.settings.capture_idle_closes:
-        return None
-    classification = Classification(
-        kind=FaultKind.PEER_CLOSED_IDLE,
-        phase=Phase.IDLE.value,
-        errno=getattr(exc, "errno", None) if exc is not None else None,
-        rule="idle_close",
-    )
-    return _publish(
-        runtime,
-        classification,
-        library=library,
-        exc=exc,
-        history=history,
-        extra=extra,
-        error_type=error_type_name(exc) if exc is not None else "EOF",
-        error_message=first_message(exc) if exc is not None else "peer closed the idle connection",
-        trace_ids=trace_ids,
-    )
-
-
-def capture_peer_eof(
-    *,
-    library: str,
-    history: ConnectionHistory,
-    phase: str,
-    trace_ids: tuple[str | None, str | None] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> ResetContextSnapshot | None:
-    """The peer closed (FIN) a connection that was waiting for its answer."""
-    runtime = _runtime.RUNTIME
-    if runtime is None or not is_instrumentation_enabled():
-        return None
-    return _publish(
-        runtime,
-        Classification(FaultKind.CONNECTION_RESET, phase, None, "peer_eof"),
-        library=library,
-        exc=None,
-        history=history,
-        extra=extra,
-        error_type="EOF",
-        error_message="the peer closed the connection before answering",
-        trace_ids=trace_ids,
-    )

@@ -1,14 +1,18 @@
 """Turn an exception (plus what the hooks saw) into a fault kind: one pure function.
 
-``classify`` knows no library by import: it reads the exception chain
-(``__cause__``, ``__context__`` even when suppressed, ``ExceptionGroup``
-members), the class names along each MRO, every ``errno``, SSL reasons and
-messages, and the function in which the innermost ``CancelledError`` was
-raised. The hooks add what only they know: the phase, whether the handshake
-completed, what ALPN was offered and negotiated, whether the client's own
-total timeout fired. Rules are tried in the order of :data:`RULES`; the first
-that matches decides. Why that order, and which exceptions each rule covers,
-is documented beside each rule and in the README.
+``classify`` knows no library: the library's own exception class names come
+with each call (:class:`~seedance_otel._library.ExceptionNames`, from the
+library's description); here are only the standard library's and anyio's. It
+reads the exception chain (``__cause__``, ``__context__`` even when
+suppressed, ``ExceptionGroup`` members), the class names along each MRO, every
+``errno``, SSL reasons and messages, and the function in which the innermost
+``CancelledError`` was raised. The hooks add what only they know: the phase,
+whether the handshake completed, what ALPN was offered and negotiated, whether
+the client's own total timeout fired, whether the peer closed an idle
+connection. A peer's FIN carries no exception at all (``exc=None``); it goes
+through the same rules. Rules are tried in the order of :data:`RULES`; the
+first that matches decides. Why that order, and which exceptions each rule
+covers, is documented beside each rule and in the README.
 """
 
 from __future__ import annotations
@@ -19,9 +23,18 @@ import ssl
 from collections.abc import Callable
 from types import TracebackType
 
+from ._library import ExceptionNames
 from ._snapshot import FaultKind, Phase
 
-__all__ = ["RULES", "Classification", "Evidence", "HookFacts", "classify", "walk_chain"]
+__all__ = [
+    "RULES",
+    "Classification",
+    "Evidence",
+    "HookFacts",
+    "classify",
+    "exception_type_name",
+    "walk_chain",
+]
 
 _MAX_CHAIN = 32
 
@@ -46,26 +59,17 @@ _TIMEOUT_CLASSES = frozenset(
     {
         "builtins.TimeoutError",
         "asyncio.exceptions.TimeoutError",
-        "httpx.TimeoutException",
-        "httpcore.TimeoutException",
-        "aiohttp.client_exceptions.ServerTimeoutError",
         "anyio.TimeoutError",
     }
 )
 _DNS_CLASSES = frozenset(
     {
         "socket.gaierror",
-        "aiohttp.client_exceptions.ClientConnectorDNSError",
         "aiodns.error.DNSError",
         "pycares.AresError",
     }
 )
-_CERT_CLASSES = frozenset(
-    {
-        "ssl.SSLCertVerificationError",
-        "aiohttp.client_exceptions.ClientConnectorCertificateError",
-    }
-)
+_CERT_CLASSES = frozenset({"ssl.SSLCertVerificationError"})
 _PEER_CLOSED_CLASSES = frozenset(
     {
         "builtins.ConnectionResetError",
@@ -76,8 +80,6 @@ _PEER_CLOSED_CLASSES = frozenset(
         "asyncio.exceptions.IncompleteReadError",
         "anyio.BrokenResourceError",
         "anyio.EndOfStream",
-        "aiohttp.client_exceptions.ServerDisconnectedError",
-        "aiohttp.client_exceptions.ClientConnectionResetError",
     }
 )
 _PEER_CLOSED_MESSAGES = (
@@ -108,8 +110,7 @@ class HookFacts:
     __slots__ = (
         "alpn_negotiated",
         "alpn_offered",
-        "handshake_done",
-        "new_connection",
+        "idle_close",
         "phase",
         "timed_out",
         "tls",
@@ -118,16 +119,16 @@ class HookFacts:
     def __init__(
         self,
         phase: str | None = None,
-        new_connection: bool | None = None,
-        handshake_done: bool | None = None,
         alpn_offered: tuple[str, ...] | None = None,
         alpn_negotiated: str | None = None,
         timed_out: bool = False,
         tls: bool | None = None,
+        idle_close: bool = False,
     ) -> None:
         self.phase = phase
-        self.new_connection = new_connection
-        self.handshake_done = handshake_done
+        self.idle_close = idle_close
+        """The peer closed a pooled connection nobody was using: evidence of
+        its idle timeout rather than an error anyone saw."""
         self.alpn_offered = alpn_offered
         self.alpn_negotiated = alpn_negotiated
         self.timed_out = timed_out
@@ -167,6 +168,7 @@ class Evidence:
         "facts",
         "first_errno",
         "first_message",
+        "known",
         "names",
         "ssl_reasons",
         "text",
@@ -181,10 +183,13 @@ class Evidence:
         ssl_reasons: frozenset[str],
         cancel_sites: tuple[str, ...],
         facts: HookFacts,
+        known: ExceptionNames,
         first_message: str = "",
         first_errno: int | None = None,
     ) -> None:
         self.chain = chain
+        self.known = known
+        """The library's exception names merged with the standard ones."""
         self.first_message = first_message
         self.first_errno = first_errno
         self.names = names
@@ -209,8 +214,13 @@ class Evidence:
         return any(site.endswith(s) for site in self.cancel_sites for s in sites)
 
     @property
+    def is_fin(self) -> bool:
+        """No exception: the peer closed the connection with a FIN."""
+        return not self.chain
+
+    @property
     def is_timeout(self) -> bool:
-        if not _TIMEOUT_CLASSES.isdisjoint(self.names):
+        if not self.known.timeout.isdisjoint(self.names):
             return True
         return self.facts.timed_out and "asyncio.exceptions.CancelledError" in self.names
 
@@ -275,7 +285,13 @@ def _raise_site(tb: TracebackType | None) -> str:
     return f"{last.tb_frame.f_globals.get('__name__', '?')}:{name}"
 
 
-def _short_name(cls: type) -> str:
+def exception_type_name(exc: BaseException | type[BaseException]) -> str:
+    """``module.Qualname`` of an exception (or its class); builtins unqualified.
+
+    The one spelling of an exception type everywhere: snapshots' ``error_type``,
+    messages taken from down a chain, DNS lookups' errors.
+    """
+    cls = exc if isinstance(exc, type) else type(exc)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
@@ -287,8 +303,26 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-def gather_evidence(exc: BaseException, facts: HookFacts) -> Evidence:
-    chain = tuple(walk_chain(exc))
+_STANDARD_NAMES = ExceptionNames(
+    timeout=_TIMEOUT_CLASSES,
+    dns=_DNS_CLASSES,
+    certificate=_CERT_CLASSES,
+    peer_closed=_PEER_CLOSED_CLASSES,
+)
+
+
+@functools.lru_cache(maxsize=32)
+def _known(library_names: ExceptionNames) -> ExceptionNames:
+    return ExceptionNames.merged((_STANDARD_NAMES, library_names))
+
+
+_NO_LIBRARY = ExceptionNames()
+
+
+def gather_evidence(
+    exc: BaseException | None, facts: HookFacts, library_names: ExceptionNames = _NO_LIBRARY
+) -> Evidence:
+    chain = tuple(walk_chain(exc)) if exc is not None else ()
     names: set[str] = set()
     errnos: set[int] = set()
     messages: list[str] = []
@@ -323,7 +357,9 @@ def gather_evidence(exc: BaseException, facts: HookFacts) -> Evidence:
             message = ""
         if message and cls.__name__ != "CancelledError":  # anyio's scope messages
             if not first_message:
-                first_message = message if item is exc else f"{message} (from {_short_name(cls)})"
+                first_message = (
+                    message if item is exc else f"{message} (from {exception_type_name(cls)})"
+                )
             messages.append(message)
     return Evidence(
         chain=chain,
@@ -333,6 +369,7 @@ def gather_evidence(exc: BaseException, facts: HookFacts) -> Evidence:
         ssl_reasons=frozenset(reasons),
         cancel_sites=tuple(cancel_sites),
         facts=facts,
+        known=_known(library_names),
         first_message=first_message,
         first_errno=first_errno,
     )
@@ -341,6 +378,17 @@ def gather_evidence(exc: BaseException, facts: HookFacts) -> Evidence:
 # ---------------------------------------------------------------------------
 # Rules. Each is (name, predicate, kind, phase). ``phase`` None means "the
 # hook's phase, else what the exception implies".
+
+
+def _idle_close(ev: Evidence) -> bool:
+    # The peer closed (FIN, or RST) a pooled connection nobody was using: the
+    # hooks say so with the ``idle`` phase. Evidence of its idle timeout.
+    return ev.facts.idle_close
+
+
+def _peer_eof(ev: Evidence) -> bool:
+    # A FIN while the client waited for the answer: the peer hung up.
+    return ev.is_fin
 
 
 def _alpn_alert(ev: Evidence) -> bool:
@@ -358,10 +406,10 @@ def _h2_spoken_to_h1(ev: Evidence) -> bool:
     # (h11): "illegal status line" / "illegal request line".
     if ev.facts.alpn_offered is None or ev.facts.alpn_negotiated is not None:
         return False
-    binary_status = ev.has("aiohttp.http_exceptions.BadStatusLine") and ev.message_has(
+    binary_status = ev.has_any(ev.known.binary_status_line) and ev.message_has(
         "\\x00\\x00", "\x00\x00"
     )
-    h11_garbage = ev.has("h11.RemoteProtocolError", "httpcore.RemoteProtocolError") and (
+    h11_garbage = ev.has_any(ev.known.h1_parse_error) and (
         ev.message_has("illegal status line", "illegal request line")
     )
     return binary_status or h11_garbage
@@ -370,13 +418,13 @@ def _h2_spoken_to_h1(ev: Evidence) -> bool:
 def _not_a_fault(ev: Evidence) -> bool:
     # The caller gave up (or the process is exiting): nothing to diagnose,
     # unless the client's own timeout did the cancelling.
-    if _qualified_names(ev.chain[0]).isdisjoint(_NOT_FAULTS):
+    if ev.is_fin or _qualified_names(ev.chain[0]).isdisjoint(_NOT_FAULTS):
         return False
     return not ev.facts.timed_out
 
 
 def _certificate(ev: Evidence) -> bool:
-    return ev.has_any(_CERT_CLASSES) or "CERTIFICATE_VERIFY_FAILED" in ev.ssl_reasons
+    return ev.has_any(ev.known.certificate) or "CERTIFICATE_VERIFY_FAILED" in ev.ssl_reasons
 
 
 def _other_tls(ev: Evidence) -> bool:
@@ -391,11 +439,11 @@ def _other_tls(ev: Evidence) -> bool:
             if reason in eofish:
                 continue
             return True
-    return ev.has("aiohttp.client_exceptions.ClientConnectorSSLError")
+    return ev.has_any(ev.known.tls)
 
 
 def _dns_timeout(ev: Evidence) -> bool:
-    if ev.has_any(_DNS_CLASSES) and (
+    if ev.has_any(ev.known.dns) and (
         EAI_AGAIN in ev.errnos
         or ev.has("aiodns.error.DNSError[ARES_ETIMEOUT]")
         or ev.message_has("timeout while contacting dns servers", "temporary failure in name")
@@ -406,7 +454,7 @@ def _dns_timeout(ev: Evidence) -> bool:
 
 
 def _dns_error(ev: Evidence) -> bool:
-    return ev.has_any(_DNS_CLASSES)
+    return ev.has_any(ev.known.dns)
 
 
 def _refused(ev: Evidence) -> bool:
@@ -420,15 +468,13 @@ def _refused(ev: Evidence) -> bool:
 
 
 def _pool_timeout(ev: Evidence) -> bool:
-    if ev.has("httpx.PoolTimeout", "httpcore.PoolTimeout"):
+    if ev.has_any(ev.known.pool_timeout):
         return True
     return ev.is_timeout and (ev.phase == Phase.POOL or ev.cancelled_in(_POOL_SITES))
 
 
 def _connect_timeout(ev: Evidence) -> bool:
-    if ev.has("httpx.ConnectTimeout", "httpcore.ConnectTimeout"):
-        return True
-    if ev.has("aiohttp.client_exceptions.ConnectionTimeoutError"):
+    if ev.has_any(ev.known.connect_timeout):
         return True
     return ev.is_timeout and (
         ev.phase in (Phase.CONNECT, Phase.TLS)
@@ -438,7 +484,7 @@ def _connect_timeout(ev: Evidence) -> bool:
 
 
 def _write_timeout(ev: Evidence) -> bool:
-    return ev.has("httpx.WriteTimeout", "httpcore.WriteTimeout")
+    return ev.has_any(ev.known.write_timeout)
 
 
 def _read_timeout(ev: Evidence) -> bool:
@@ -450,7 +496,7 @@ def _read_timeout(ev: Evidence) -> bool:
 def _peer_closed(ev: Evidence) -> bool:
     if ECONNRESET in ev.errnos or EPIPE in ev.errnos or ECONNABORTED in ev.errnos:
         return True
-    if ev.has_any(_PEER_CLOSED_CLASSES):
+    if ev.has_any(ev.known.peer_closed):
         return True
     return ev.message_has(*_PEER_CLOSED_MESSAGES)
 
@@ -461,6 +507,10 @@ def _phase_tls(ev: Evidence) -> str:
 
 def _phase_dns(ev: Evidence) -> str:
     return Phase.DNS.value
+
+
+def _phase_idle(ev: Evidence) -> str:
+    return Phase.IDLE.value
 
 
 def _phase_pool(ev: Evidence) -> str:
@@ -480,11 +530,7 @@ def _phase_connect_or_tls(ev: Evidence) -> str:
 def _phase_from_hook(ev: Evidence) -> str:
     if ev.phase:
         return str(ev.phase)
-    if ev.has(
-        "aiohttp.client_exceptions.ClientConnectorError",
-        "httpx.ConnectError",
-        "httpcore.ConnectError",
-    ):
+    if ev.has_any(ev.known.connect_error):
         return Phase.CONNECT.value
     return Phase.REQUEST.value
 
@@ -492,6 +538,8 @@ def _phase_from_hook(ev: Evidence) -> str:
 Rule = tuple[str, Callable[[Evidence], bool], "FaultKind | None", Callable[[Evidence], str]]
 
 RULES: tuple[Rule, ...] = (
+    ("idle_close", _idle_close, FaultKind.PEER_CLOSED_IDLE, _phase_idle),
+    ("peer_eof", _peer_eof, FaultKind.CONNECTION_RESET, _phase_from_hook),
     ("not_a_fault", _not_a_fault, None, _phase_from_hook),
     ("alpn_alert", _alpn_alert, FaultKind.ALPN_MISMATCH, _phase_tls),
     ("h2_spoken_to_h1", _h2_spoken_to_h1, FaultKind.ALPN_MISMATCH, _phase_from_hook),
@@ -513,9 +561,14 @@ def _first_errno(ev: Evidence) -> int | None:
     return ev.first_errno
 
 
-def classify(exc: BaseException, facts: HookFacts | None = None) -> Classification | None:
-    """The fault kind behind ``exc``, or ``None`` if it is not a connection fault."""
-    ev = gather_evidence(exc, facts or HookFacts())
+def classify(
+    exc: BaseException | None,
+    facts: HookFacts | None = None,
+    names: ExceptionNames = _NO_LIBRARY,
+) -> Classification | None:
+    """The fault kind behind ``exc`` (``None``: a FIN), or ``None`` if it is no
+    connection fault. ``names`` are the library's exception names."""
+    ev = gather_evidence(exc, facts or HookFacts(), names)
     for name, predicate, kind, phase_of in RULES:
         if predicate(ev):
             if kind is None:

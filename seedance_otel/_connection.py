@@ -17,6 +17,7 @@ worked and the shortest that failed.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import socket
 import sys
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 
 __all__ = [
     "IDLE_BUCKETS_S",
+    "ConnectionFields",
     "ConnectionHistory",
     "PeerRegistry",
     "PeerStats",
@@ -51,6 +53,31 @@ IDLE_BUCKETS_S: tuple[float, ...] = (
     350.0,
     600.0,
 )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionFields:
+    """The connection's part of a snapshot: its socket, its history, its TLS.
+
+    What a history says as of a fault (:meth:`ConnectionHistory.fault_fields`),
+    or, for a connect that failed before any history existed, what the socket
+    that was tried says (:meth:`SocketFacts.connection_fields`).
+    """
+
+    peer_address: str | None = None
+    peer_port: int | None = None
+    local_port: int | None = None
+    socket_cookie: int | None = None
+    reused: bool | None = None
+    idle_s: float | None = None
+    age_s: float | None = None
+    requests: int | None = None
+    alpn_offered: tuple[str, ...] | None = None
+    alpn_negotiated: str | None = None
+    tls_version: str | None = None
+    peer_reuse_ok_max_idle_s: float | None = None
+    peer_reuse_ok_count: int | None = None
+
 
 SO_COOKIE = getattr(socket, "SO_COOKIE", 57 if sys.platform.startswith("linux") else None)
 
@@ -153,7 +180,6 @@ class SocketFacts:
     """Addresses and TLS facts read once from a freshly made connection."""
 
     __slots__ = (
-        "local_address",
         "local_port",
         "peer_address",
         "peer_port",
@@ -163,9 +189,18 @@ class SocketFacts:
     def __init__(self) -> None:
         self.peer_address: str | None = None
         self.peer_port: int | None = None
-        self.local_address: str | None = None
         self.local_port: int | None = None
         self.socket_cookie: int | None = None
+
+    def connection_fields(self, alpn_offered: tuple[str, ...] | None = None) -> ConnectionFields:
+        """A snapshot's connection part for a socket that never got a history."""
+        return ConnectionFields(
+            peer_address=self.peer_address,
+            peer_port=self.peer_port,
+            local_port=self.local_port,
+            socket_cookie=self.socket_cookie,
+            alpn_offered=alpn_offered,
+        )
 
 
 def _split_address(addr: Any) -> tuple[str | None, int | None]:
@@ -202,7 +237,7 @@ def socket_facts(sock: Any, peername: Any = None, sockname: Any = None) -> Socke
             except (OSError, AttributeError, TypeError, ValueError):
                 facts.socket_cookie = None
     facts.peer_address, facts.peer_port = _split_address(peername)
-    facts.local_address, facts.local_port = _split_address(sockname)
+    facts.local_port = _split_address(sockname)[1]
     return facts
 
 
@@ -337,7 +372,7 @@ class ConnectionHistory:
 
     # -- fault path -------------------------------------------------------
 
-    def fault_fields(self, now: float, in_request: bool) -> dict[str, Any]:
+    def fault_fields(self, now: float, in_request: bool) -> ConnectionFields:
         """The history part of a snapshot, as of ``now``."""
         if in_request:
             reused: bool | None = self.reused_for_request
@@ -345,20 +380,19 @@ class ConnectionHistory:
         else:
             reused = self.requests_completed > 0
             idle = None if self.idle_since is None else now - self.idle_since
-        return {
-            "peer_address": self.peer_address,
-            "peer_port": self.peer_port,
-            "local_port": self.local_port,
-            "socket_cookie": self.socket_cookie,
-            "connection_reused": reused,
-            "connection_idle_s": idle,
-            "connection_age_s": now - self.established_at if now > self.established_at else 0.0,
-            "connection_requests": self.requests_completed,
-            "alpn_offered": self.alpn_offered,
-            "alpn_negotiated": self.alpn_negotiated,
-            "tls_version": self.tls_version,
-            "peer_reuse_ok_max_idle_s": self.peer.reuse_ok_max_idle_s
-            if self.peer.reuse_ok_count
-            else None,
-            "peer_reuse_ok_count": self.peer.reuse_ok_count,
-        }
+        peer = self.peer
+        return ConnectionFields(
+            peer_address=self.peer_address,
+            peer_port=self.peer_port,
+            local_port=self.local_port,
+            socket_cookie=self.socket_cookie,
+            reused=reused,
+            idle_s=idle,
+            age_s=now - self.established_at if now > self.established_at else 0.0,
+            requests=self.requests_completed,
+            alpn_offered=self.alpn_offered,
+            alpn_negotiated=self.alpn_negotiated,
+            tls_version=self.tls_version,
+            peer_reuse_ok_max_idle_s=peer.reuse_ok_max_idle_s if peer.reuse_ok_count else None,
+            peer_reuse_ok_count=peer.reuse_ok_count,
+        )

@@ -3,38 +3,49 @@
 A lookup hook (aiohttp ``_resolve_host``, asyncio ``loop.getaddrinfo``,
 ``socket.getaddrinfo``) records a :class:`DnsProbe` in a context variable of
 the task or thread doing the lookup. When a connect then fails, the connect
-hook asks :func:`probe_since` whether a lookup started during this connect and
+hook asks :func:`lookup_at_fault` whether a lookup started during this connect and
 whether it was still running: that is how a generic ``ConnectTimeout`` becomes
 a ``dns_timeout`` with its question and duration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
 
+from ._classify import exception_type_name
 from ._guard import report_internal_error
 
 __all__ = [
+    "DnsFields",
     "DnsProbe",
     "LookupListener",
-    "current_probe",
+    "lookup_at_fault",
     "lookup_listeners",
-    "probe_since",
     "start_lookup",
 ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DnsFields:
+    """The name lookup that preceded a failed connect, as a snapshot holds it."""
+
+    question: str
+    duration_s: float | None
+    """Set when the fault happened during the lookup (it is then the lookup's
+    time so far)."""
 
 
 class DnsProbe:
     """One name lookup, as far as it got."""
 
-    __slots__ = ("ended_at", "error_type", "question", "resolver", "started_at")
+    __slots__ = ("ended_at", "error_type", "question", "started_at")
 
-    def __init__(self, question: str, resolver: str) -> None:
+    def __init__(self, question: str) -> None:
         self.question = question
-        self.resolver = resolver
         self.started_at = time.monotonic()
         self.ended_at: float | None = None
         self.error_type: str | None = None
@@ -47,22 +58,18 @@ class DnsProbe:
         end = self.ended_at if self.ended_at is not None else (now or time.monotonic())
         return max(0.0, end - self.started_at)
 
-    def fault_fields(self) -> tuple[bool, dict[str, object]]:
+    def fault_fields(self) -> tuple[bool, DnsFields]:
         """For a connect that failed after this lookup started: whether the fault
         happened *in* the lookup (still running, or it failed), and the snapshot
         fields it contributes."""
-        fields: dict[str, object] = {"dns_question": self.question}
         during = self.in_progress or self.error_type is not None
-        if during:
-            fields["dns_duration_s"] = self.duration_s()
-        return during, fields
+        return during, DnsFields(self.question, self.duration_s() if during else None)
 
     def finish(self, error: BaseException | None = None, *, record: bool = True) -> None:
         """The lookup ended; ``record=False`` when another hook already timed it."""
         self.ended_at = time.monotonic()
         if error is not None:
-            cls = type(error)
-            self.error_type = f"{cls.__module__}.{cls.__qualname__}"
+            self.error_type = exception_type_name(error)
         if not record:
             return
         for listener in lookup_listeners:
@@ -79,12 +86,12 @@ lookup_listeners: list[LookupListener] = []
 _current: ContextVar[DnsProbe | None] = ContextVar("seedance_otel_dns_probe", default=None)
 
 
-def start_lookup(question: str, resolver: str) -> DnsProbe | None:
+def start_lookup(question: str) -> DnsProbe | None:
     """Record a lookup starting in this task/thread; ``None`` for an IP literal
     (nothing is resolved, so there is nothing to time or blame)."""
     if _is_ip_literal(question):
         return None
-    probe = DnsProbe(question, resolver)
+    probe = DnsProbe(question)
     _current.set(probe)
     return probe
 
@@ -97,14 +104,12 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-def current_probe() -> DnsProbe | None:
-    """The last lookup this task/thread started."""
-    return _current.get()
-
-
-def probe_since(started_at: float) -> DnsProbe | None:
-    """The lookup this task/thread started at or after ``started_at``, if any."""
+def lookup_at_fault(started_at: float | None) -> tuple[DnsFields | None, bool]:
+    """For a connect that failed: the lookup it made (started at or after
+    ``started_at``; the task's last one when ``None``), and whether the fault
+    happened during that lookup."""
     probe = _current.get()
-    if probe is not None and probe.started_at >= started_at:
-        return probe
-    return None
+    if probe is None or (started_at is not None and probe.started_at < started_at):
+        return None, False
+    during, fields = probe.fault_fields()
+    return fields, during

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 
+from ._library import Library
+
 __all__ = ["current", "enter", "leave"]
 
-_owner: ContextVar[str | None] = ContextVar("seedance_otel_connection_owner", default=None)
+_owner: ContextVar[Library | None] = ContextVar("seedance_otel_connection_owner", default=None)
 
 
-def current() -> str | None:
+def current() -> Library | None:
     return _owner.get()
 
 
-def enter(library: str) -> Token[str | None]:
+def enter(library: Library) -> Token[Library | None]:
     return _owner.set(library)
 
 
-def leave(token: Token[str | None]) -> None:
+def leave(token: Token[Library | None]) -> None:
     try:
         _owner.reset(token)
     except ValueError:  # reset from another context (cancelled across tasks)

@@ -132,6 +132,9 @@ class Library:
     """True if the library notices a peer's FIN on an idle pooled connection as
     it arrives (the idle time is then the peer's timeout itself); False if it
     notices only at the next checkout (an upper bound)."""
+    times_own_lookups: bool = False
+    """The library's own hook times its name lookups; the DNS hooks below it
+    then do not count them again."""
     default_keepalive_s: float | None = None
     """How long the library keeps an idle connection by default."""
     advice: LibraryAdvice = LibraryAdvice()

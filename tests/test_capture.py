@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import seedance_otel
-from seedance_otel._capture import capture_fault
+from seedance_otel._capture import FaultContext, capture
 from seedance_otel._classify import HookFacts
+from seedance_otel.instrumentation.asyncio_sockets import LIBRARY as ASYNCIO
+
+
+def capture_fault(exc: BaseException, facts: HookFacts, server_port: int | None = None) -> object:
+    return capture(FaultContext(library=ASYNCIO, exc=exc, facts=facts, server_port=server_port))
 
 
 def reset() -> ConnectionResetError:
@@ -18,28 +23,26 @@ def test_each_new_exception_is_recorded_even_when_the_previous_one_was_freed(ins
     # In a fault storm exceptions are created and freed back to back and often
     # reuse the same address: identity must not be mistaken for repetition.
     for i in range(200):
-        capture_fault(
-            library="asyncio", exc=reset(), facts=HookFacts(phase="request"), server_port=i
-        )
+        capture_fault(reset(), HookFacts(phase="request"), server_port=i)
     assert seedance_otel.stats()["captured"] == 200
 
 
 def test_one_exception_seen_by_two_hooks_is_recorded_once(instrumented):
     exc = reset()
-    first = capture_fault(library="asyncio", exc=exc, facts=HookFacts(phase="dns"))
-    second = capture_fault(library="asyncio", exc=exc, facts=HookFacts(phase="connect"))
+    first = capture_fault(exc, HookFacts(phase="dns"))
+    second = capture_fault(exc, HookFacts(phase="connect"))
     assert first is not None and second is None
     assert len(seedance_otel.snapshots()) == 1
 
 
 def test_not_instrumented_records_nothing():
     seedance_otel.uninstrument()
-    assert capture_fault(library="asyncio", exc=reset(), facts=HookFacts()) is None
+    assert capture_fault(reset(), HookFacts()) is None
 
 
 def test_suppressed_instrumentation_records_nothing(instrumented):
     from opentelemetry.instrumentation.utils import suppress_instrumentation
 
     with suppress_instrumentation():
-        assert capture_fault(library="asyncio", exc=reset(), facts=HookFacts()) is None
+        assert capture_fault(reset(), HookFacts()) is None
     assert seedance_otel.snapshots() == []

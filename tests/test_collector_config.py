@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
+from system_binaries import require
 
 from seedance_otel import dashboards
-from system_binaries import require
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "collector-config"

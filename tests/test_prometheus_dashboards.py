@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from system_binaries import require
 
 from dashboards_model import (
     PROMETHEUS_UID,
@@ -40,7 +40,6 @@ from dashboards_model import (
     variables,
 )
 from prom_server import PROMETHEUS, PrometheusServer
-from system_binaries import require
 
 SERVICE = "seedance-dashboards-test"
 APP = Path(__file__).with_name("prom_fault_app.py")

@@ -44,7 +44,7 @@ import weakref
 from typing import Any
 
 from .. import _dns, _layers, _runtime
-from .._capture import capture_fault, capture_idle_close
+from .._capture import FaultContext, capture
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, socket_facts
 from .._frames import find_local, raised_through
@@ -194,19 +194,19 @@ def _on_attempt_failed(history: ConnectionHistory, exc: BaseException) -> None:
     phase = (
         Phase.RESPONSE.value if type(exc).__name__ == "ClientPayloadError" else Phase.REQUEST.value
     )
-    capture_fault(
-        library=NAME,
-        exc=exc,
-        facts=HookFacts(
-            phase=phase,
-            new_connection=not history.reused_for_request,
-            handshake_done=True,
-            alpn_offered=history.alpn_offered,
-            alpn_negotiated=history.alpn_negotiated,
-            timed_out=_task_timed_out(exc),
-        ),
-        history=history,
-        request=_request_in_frames(),
+    capture(
+        FaultContext(
+            library=LIBRARY,
+            exc=exc,
+            facts=HookFacts(
+                phase=phase,
+                alpn_offered=history.alpn_offered,
+                alpn_negotiated=history.alpn_negotiated,
+                timed_out=_task_timed_out(exc),
+            ),
+            history=history,
+            request=_request_in_frames(),
+        )
     )
 
 
@@ -248,35 +248,29 @@ def _record_connect_fault(
         return
     waited = _pool_wait_started.get()
     phase = Phase.POOL.value if waited and (started_at is None or waited >= started_at) else None
-    extra: dict[str, Any] = {}
-    probe = _dns.probe_since(started_at) if started_at is not None else _dns.current_probe()
-    if probe is not None:
-        in_lookup, dns_fields = probe.fault_fields()
-        extra.update(dns_fields)
-        if in_lookup:
-            phase = Phase.DNS.value
+    dns, in_lookup = _dns.lookup_at_fault(started_at)
+    if in_lookup:
+        phase = Phase.DNS.value
     offered = None
     if req is not None:
         offered = alpn_offered_by(_ssl_context_for(connector, req))
-    if offered is not None:
-        extra["alpn_offered"] = offered
     is_tls = bool(req is not None and req.is_ssl())
-    capture_fault(
-        library=NAME,
-        exc=exc,
-        facts=HookFacts(
-            # We are connecting: a timeout here is not a read timeout.
-            phase=phase or Phase.CONNECT.value,
-            new_connection=True,
-            handshake_done=False,
-            alpn_offered=offered,
-            timed_out=timed_out,
-            tls=is_tls,
-        ),
-        request=req,
-        server_address=req.url.raw_host if req is not None else None,
-        server_port=req.port if req is not None else None,
-        extra=extra,
+    capture(
+        FaultContext(
+            library=LIBRARY,
+            exc=exc,
+            facts=HookFacts(
+                # We are connecting: a timeout here is not a read timeout.
+                phase=phase or Phase.CONNECT.value,
+                alpn_offered=offered,
+                timed_out=timed_out,
+                tls=is_tls,
+            ),
+            request=req,
+            server_address=req.url.raw_host if req is not None else None,
+            server_port=req.port if req is not None else None,
+            dns=dns,
+        )
     )
 
 
@@ -284,7 +278,7 @@ async def _create_connection(
     wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     started_at = _monotonic()
-    token = _layers.enter(NAME)
+    token = _layers.enter(LIBRARY)
     try:
         return await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -371,10 +365,14 @@ def _connection_lost(
                 # aiohttp sets ``transport`` to None before closing a connection
                 # itself; still set means the peer (or the network) ended it.
                 if history.idle_in_pool and instance.transport is not None:
-                    capture_idle_close(
-                        library=NAME,
-                        history=history,
-                        exc=args[0] if args else kwargs.get("exc"),
+                    capture(
+                        FaultContext(
+                            library=LIBRARY,
+                            exc=args[0] if args else kwargs.get("exc"),
+                            facts=HookFacts(phase=Phase.IDLE.value, idle_close=True),
+                            history=history,
+                            in_request=False,
+                        )
                     )
                 _runtime.connection_closed(history)
         except Exception:
@@ -391,8 +389,7 @@ async def _resolve_host(
     probe = None
     try:
         host = args[0] if args else kwargs.get("host")
-        resolver = type(getattr(connector, "_resolver", None)).__name__
-        probe = _dns.start_lookup(str(host), f"aiohttp.{resolver}")
+        probe = _dns.start_lookup(str(host))
     except Exception:
         report_internal_error("aiohttp resolve (start)")
     try:
@@ -517,6 +514,9 @@ LIBRARY = Library(
     request_fields=_request_fields,
     # ResponseHandler.connection_lost runs when the FIN arrives (see above).
     sees_idle_fin=True,
+    # TCPConnector._resolve_host is hooked (its ThreadedResolver lands in the
+    # loop's getaddrinfo too).
+    times_own_lookups=True,
     default_keepalive_s=15.0,
     contrib=ContribInstrumentor(
         "aiohttp-client",

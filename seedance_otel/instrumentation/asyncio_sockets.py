@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import socket
@@ -41,11 +42,11 @@ import weakref
 from typing import Any
 
 from .. import _layers, _runtime
-from .._capture import capture_fault, capture_idle_close, capture_peer_eof
+from .._capture import FaultContext, capture
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, socket_facts
 from .._guard import report_internal_error
-from .._library import ExceptionNames, Library
+from .._library import Library
 from .._snapshot import Phase
 from .._trace_context import current_trace_ids
 from ._patching import PatchSet
@@ -203,41 +204,37 @@ def _connection_lost(watch: _Watch, exc: BaseException | None) -> None:
     now = _monotonic()
     idle = watch.idle_s(now)
     history.idle_since = now - idle
-    extra = {
-        "connection_reused": None,
-        "connection_requests": None,
-        "connection_idle_s": idle,
-    }
     try:
         if exc is not None:
-            phase = Phase.REQUEST.value if watch.awaiting_answer else Phase.IDLE.value
-            capture_fault(
-                library=NAME,
-                exc=exc,
-                facts=HookFacts(
-                    phase=phase,
-                    handshake_done=True,
-                    alpn_offered=history.alpn_offered,
-                    alpn_negotiated=history.alpn_negotiated,
-                ),
-                history=history,
-                in_request=False,
-                extra=extra,
-                trace_ids=watch.trace_ids,
-            )
+            phase = Phase.REQUEST if watch.awaiting_answer else Phase.IDLE
         elif watch.eof_at is None or not watch.reads_visible:
-            pass  # our own close; or a FIN whose meaning we cannot read
+            phase = None  # our own close; or a FIN whose meaning we cannot read
         elif watch.awaiting_answer:
-            capture_peer_eof(
-                library=NAME,
-                history=history,
-                phase=Phase.REQUEST.value,
-                trace_ids=watch.trace_ids,
-                extra=extra,
-            )
+            phase = Phase.REQUEST
         elif idle >= _MIN_IDLE_FOR_IDLE_CLOSE_S:
-            capture_idle_close(
-                library=NAME, history=history, exc=None, trace_ids=watch.trace_ids, extra=extra
+            phase = Phase.IDLE
+        else:
+            phase = None
+        if phase is not None:
+            # A plain stream knows no requests: reuse and count stay unknown.
+            connection = dataclasses.replace(
+                history.fault_fields(now, False), reused=None, requests=None, idle_s=idle
+            )
+            capture(
+                FaultContext(
+                    library=LIBRARY,
+                    exc=exc,
+                    facts=HookFacts(
+                        phase=phase.value,
+                        alpn_offered=history.alpn_offered,
+                        alpn_negotiated=history.alpn_negotiated,
+                        idle_close=exc is None and phase is Phase.IDLE,
+                    ),
+                    history=history,
+                    connection=connection,
+                    in_request=False,
+                    trace_ids=watch.trace_ids,
+                )
             )
     finally:
         _runtime.connection_closed(history)
@@ -292,14 +289,14 @@ def _record_connect_failure(exc: BaseException, host: Any, port: Any, ssl_arg: A
     # A failed lookup was recorded by the getaddrinfo hook already.
     if _runtime.RUNTIME is None or isinstance(exc, (asyncio.CancelledError, socket.gaierror)):
         return
-    offered = _alpn_of_ssl_argument(ssl_arg)
-    capture_fault(
-        library=NAME,
-        exc=exc,
-        facts=HookFacts(new_connection=True, handshake_done=False, alpn_offered=offered),
-        server_address=str(host) if host is not None else None,
-        server_port=port if isinstance(port, int) else None,
-        extra={"alpn_offered": offered} if offered is not None else None,
+    capture(
+        FaultContext(
+            library=LIBRARY,
+            exc=exc,
+            facts=HookFacts(alpn_offered=_alpn_of_ssl_argument(ssl_arg)),
+            server_address=str(host) if host is not None else None,
+            server_port=port if isinstance(port, int) else None,
+        )
     )
 
 
@@ -322,21 +319,27 @@ async def _start_tls_and_watch(wrapped: Any, args: tuple[Any, ...], kwargs: dict
                 history = watch.history if watch is not None else None
                 offered = alpn_offered_by(context)
                 peer = transport.get_extra_info("peername") if transport is not None else None
-                capture_fault(
-                    library=NAME,
-                    exc=exc,
-                    facts=HookFacts(
-                        phase=Phase.TLS.value, handshake_done=False, alpn_offered=offered
-                    ),
-                    history=history,
-                    in_request=history is None,
-                    server_address=kwargs.get("server_hostname")
-                    or (peer[0] if isinstance(peer, tuple) else None),
-                    server_port=peer[1] if isinstance(peer, tuple) else None,
-                    extra={"alpn_offered": offered, "connection_reused": None}
-                    if offered is not None
-                    else None,
-                    trace_ids=watch.trace_ids if watch is not None else None,
+                connection = None
+                if history is not None:
+                    # The handshake failed: no exchange on it can be known.
+                    connection = dataclasses.replace(
+                        history.fault_fields(_monotonic(), False),
+                        reused=None,
+                        alpn_offered=offered or history.alpn_offered,
+                    )
+                capture(
+                    FaultContext(
+                        library=LIBRARY,
+                        exc=exc,
+                        facts=HookFacts(phase=Phase.TLS.value, alpn_offered=offered),
+                        history=history,
+                        connection=connection,
+                        in_request=history is None,
+                        server_address=kwargs.get("server_hostname")
+                        or (peer[0] if isinstance(peer, tuple) else None),
+                        server_port=peer[1] if isinstance(peer, tuple) else None,
+                        trace_ids=watch.trace_ids if watch is not None else None,
+                    )
                 )
         except Exception:
             report_internal_error("asyncio start_tls (failure)")
@@ -386,10 +389,8 @@ LIBRARY = Library(
     modules=(),
     install=install,
     uninstall=uninstall,
-    exceptions=ExceptionNames(
-        timeout=frozenset({"asyncio.exceptions.TimeoutError"}),
-        peer_closed=frozenset({"asyncio.exceptions.IncompleteReadError"}),
-    ),
+    # Its exceptions (OSError, ssl, IncompleteReadError) are the standard ones
+    # the classifier knows already.
     # The protocol's connection_lost runs when the FIN arrives.
     sees_idle_fin=True,
 )

@@ -36,7 +36,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from .. import _dns, _layers, _runtime
-from .._capture import capture_fault, capture_idle_close
+from .._capture import FaultContext, capture
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, SocketFacts, socket_facts
 from .._frames import raised_through
@@ -126,7 +126,7 @@ async def _connect_async(
 ) -> Any:
     request = _request_arg(args, kwargs)
     observer = _install_observer(request, is_async=True)
-    token = _layers.enter(NAME)
+    token = _layers.enter(LIBRARY)
     try:
         stream = await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -147,7 +147,7 @@ def _connect_sync(
         return wrapped(*args, **kwargs)
     request = _request_arg(args, kwargs)
     observer = _install_observer(request, is_async=False)
-    token = _layers.enter(NAME)
+    token = _layers.enter(LIBRARY)
     try:
         stream = wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -204,38 +204,25 @@ def _after_connect_failed(
             return
         host, port = _origin(connection)
         phase = observer.phase if observer is not None else None
-        extra: dict[str, Any] = {}
+        dns = offered = connection = None
         if observer is not None:
-            probe = _dns.probe_since(observer.started_at)
-            if probe is not None:
-                in_lookup, dns_fields = probe.fault_fields()
-                extra.update(dns_fields)
-                if in_lookup:
-                    phase = Phase.DNS.value
-            facts = observer.tcp_facts
-            if facts is not None:
-                extra.update(
-                    peer_address=facts.peer_address,
-                    peer_port=facts.peer_port,
-                    local_port=facts.local_port,
-                    socket_cookie=facts.socket_cookie,
-                )
-        offered = alpn_offered_by(observer.ssl_context) if observer is not None else None
-        if offered is not None:
-            extra["alpn_offered"] = offered
-        capture_fault(
-            library=NAME,
-            exc=exc,
-            facts=HookFacts(
-                phase=phase,
-                new_connection=True,
-                handshake_done=False,
-                alpn_offered=offered,
-            ),
-            request=request,
-            server_address=host,
-            server_port=port,
-            extra=extra,
+            dns, in_lookup = _dns.lookup_at_fault(observer.started_at)
+            if in_lookup:
+                phase = Phase.DNS.value
+            offered = alpn_offered_by(observer.ssl_context)
+            if observer.tcp_facts is not None:
+                connection = observer.tcp_facts.connection_fields(offered)
+        capture(
+            FaultContext(
+                library=LIBRARY,
+                exc=exc,
+                facts=HookFacts(phase=phase, alpn_offered=offered),
+                connection=connection,
+                request=request,
+                server_address=host,
+                server_port=port,
+                dns=dns,
+            )
         )
     except Exception:
         report_internal_error("httpx connect (failure)")
@@ -345,17 +332,17 @@ def _on_request_failed(history: ConnectionHistory, exc: BaseException) -> None:
     if _runtime.RUNTIME is None:
         return
     phase = Phase.RESPONSE.value if _raised_in_body(exc.__traceback__) else Phase.REQUEST.value
-    capture_fault(
-        library=NAME,
-        exc=exc,
-        facts=HookFacts(
-            phase=phase,
-            new_connection=not history.reused_for_request,
-            handshake_done=True,
-            alpn_offered=history.alpn_offered,
-            alpn_negotiated=history.alpn_negotiated,
-        ),
-        history=history,
+    capture(
+        FaultContext(
+            library=LIBRARY,
+            exc=exc,
+            facts=HookFacts(
+                phase=phase,
+                alpn_offered=history.alpn_offered,
+                alpn_negotiated=history.alpn_negotiated,
+            ),
+            history=history,
+        )
     )
 
 
@@ -374,7 +361,15 @@ def _connection_closing(
                     # A readable socket on an idle HTTP/1.1 connection can only
                     # mean EOF (or RST) from the peer: httpcore's own test.
                     if stream is not None and stream.get_extra_info("is_readable"):
-                        capture_idle_close(library=NAME, history=history, exc=None)
+                        capture(
+                            FaultContext(
+                                library=LIBRARY,
+                                exc=None,
+                                facts=HookFacts(phase=Phase.IDLE.value, idle_close=True),
+                                history=history,
+                                in_request=False,
+                            )
+                        )
                 _runtime.connection_closed(history)
         except Exception:
             report_internal_error("httpx connection close")
@@ -406,13 +401,15 @@ def _record_pool_timeout(exc: BaseException, frame: FrameType | None) -> None:
             url = request.url
             host = url.host.decode("ascii", "replace") if isinstance(url.host, bytes) else None
             port = url.port
-        capture_fault(
-            library=NAME,
-            exc=exc,
-            facts=HookFacts(phase=Phase.POOL.value),
-            request=request,
-            server_address=host,
-            server_port=port,
+        capture(
+            FaultContext(
+                library=LIBRARY,
+                exc=exc,
+                facts=HookFacts(phase=Phase.POOL.value),
+                request=request,
+                server_address=host,
+                server_port=port,
+            )
         )
     except Exception:
         report_internal_error("httpx pool timeout")

@@ -19,10 +19,12 @@ import socket
 from typing import Any
 
 from .. import _dns, _layers, _runtime
-from .._capture import capture_fault
+from .._capture import FaultContext, capture
 from .._classify import HookFacts
+from .._dns import DnsFields
 from .._guard import report_internal_error
 from .._snapshot import Phase
+from . import asyncio_sockets
 from ._patching import PatchSet
 
 __all__ = ["install", "uninstall"]
@@ -45,7 +47,7 @@ async def _loop_getaddrinfo(
     owner = _layers.current()
     try:
         host, port = _host_port(args, kwargs)
-        probe = _dns.start_lookup(host, "asyncio.getaddrinfo")
+        probe = _dns.start_lookup(host)
     except Exception:
         report_internal_error("loop.getaddrinfo (start)")
     try:
@@ -53,8 +55,8 @@ async def _loop_getaddrinfo(
     except BaseException as exc:
         if probe is not None and not isinstance(exc, asyncio.CancelledError):
             try:
-                # aiohttp's own hook already timed this lookup.
-                probe.finish(exc, record=owner != "aiohttp")
+                # A library that times its own lookups already did.
+                probe.finish(exc, record=owner is None or not owner.times_own_lookups)
                 if owner is None and isinstance(exc, socket.gaierror):
                     _record_plain_asyncio_failure(exc, probe, port)
             except Exception:
@@ -62,7 +64,7 @@ async def _loop_getaddrinfo(
         raise
     if probe is not None:
         try:
-            probe.finish(record=owner != "aiohttp")
+            probe.finish(record=owner is None or not owner.times_own_lookups)
         except Exception:
             report_internal_error("loop.getaddrinfo")
     return result
@@ -71,13 +73,15 @@ async def _loop_getaddrinfo(
 def _record_plain_asyncio_failure(exc: BaseException, probe: _dns.DnsProbe, port: Any) -> None:
     if _runtime.RUNTIME is None:
         return
-    capture_fault(
-        library="asyncio",
-        exc=exc,
-        facts=HookFacts(phase=Phase.DNS.value, new_connection=True),
-        server_address=probe.question,
-        server_port=port if isinstance(port, int) else None,
-        extra={"dns_question": probe.question, "dns_duration_s": probe.duration_s()},
+    capture(
+        FaultContext(
+            library=asyncio_sockets.LIBRARY,
+            exc=exc,
+            facts=HookFacts(phase=Phase.DNS.value),
+            server_address=probe.question,
+            server_port=port if isinstance(port, int) else None,
+            dns=DnsFields(probe.question, probe.duration_s()),
+        )
     )
 
 
@@ -94,7 +98,7 @@ def _socket_getaddrinfo(
     probe = None
     try:
         host, _port = _host_port(args, kwargs)
-        probe = _dns.start_lookup(host, "socket.getaddrinfo")
+        probe = _dns.start_lookup(host)
     except Exception:
         report_internal_error("socket.getaddrinfo (start)")
     try:
