@@ -152,6 +152,9 @@ def _is_shipper_listener(listener: Listener) -> bool:
 
 
 RUNTIME: Runtime | None = None
+LAST_RUNTIME: Runtime | None = None
+"""The runtime of the last ``instrument()``, kept after ``uninstrument()`` so
+its ring and counters can still be read."""
 
 
 def connection_opened(history: ConnectionHistory) -> None:

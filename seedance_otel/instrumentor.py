@@ -1,30 +1,47 @@
-"""``SeedanceInstrumentor``: the entry point ``opentelemetry-instrument`` loads.
+"""``SeedanceInstrumentor`` and the instrumentation's lifecycle: start, stop, fork, exit.
 
-It only adapts :func:`seedance_otel.instrument` to ``BaseInstrumentor``: the
-standard keyword arguments the loader and distros pass
-(``tracer_provider``, ``meter_provider``, ...) are accepted; ours are passed on.
+This module owns the lifecycle; ``seedance_otel.instrument()`` and
+``opentelemetry-instrument`` (through the entry point) both come here.
+Libraries come from the registry: the ones in the standard library are hooked
+at once, the others through wrapt post-import hooks, so a library is patched
+when the application imports it (or at once if it already did), and a library
+that is not installed costs nothing. An instrumentation that fails to install
+(an unsupported version, say) is skipped with one warning; the others still
+work.
+
+``BaseInstrumentor``'s own "instrumented" flag is read from the runtime, so it
+cannot drift from the truth whichever way instrumentation was started.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import sys
+import threading
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry.instrumentation.dependencies import (
-    DependencyConflict,
-    get_dependency_conflicts,
-)
+import wrapt
+from opentelemetry.instrumentation.dependencies import DependencyConflict
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
 
-from . import _api
-from .package import _instruments, _instruments_any
+from . import _capture, _dns, _guard, _runtime
+from ._config import SETTINGS, load_settings
+from ._guard import report_internal_error, reset, set_strict
+from ._library import Library
+from ._runtime import Runtime
+from .instrumentation.registry import LIBRARIES, SUPPORT_HOOKS
 
-__all__ = ["SeedanceInstrumentor"]
+__all__ = ["SeedanceInstrumentor", "option_names", "start", "stop"]
 
 _logger = logging.getLogger("seedance_otel")
+_lock = threading.RLock()
+_import_hooks_registered = False
+_process_hooks_registered = False
 
 # Keyword arguments BaseInstrumentor users commonly pass to every instrumentor.
 _OTEL_KWARGS = frozenset(
@@ -32,27 +49,193 @@ _OTEL_KWARGS = frozenset(
 )
 
 
+def option_names() -> frozenset[str]:
+    """Every option ``instrument()`` accepts."""
+    return frozenset(setting.option for setting in SETTINGS)
+
+
+# -- libraries ----------------------------------------------------------------------
+
+
+def _install_library(library: Library) -> None:
+    """Install one library's hooks; on failure remove them and say so once.
+
+    Also called from wrapt's import hook, in whatever thread imports the
+    library: the lock keeps it from racing ``start()``/``stop()``.
+    """
+    with _lock:
+        runtime = _runtime.RUNTIME
+        if runtime is None:
+            return
+        try:
+            library.install()
+        except Exception as exc:
+            library.uninstall()
+            note = f"{library.name} is not instrumented: {type(exc).__name__}: {exc}"
+            runtime.notes.append(note)
+            _logger.warning("seedance_otel: %s", note)
+            report_internal_error(f"install {library.name}")
+
+
+def _on_import(library: Library) -> Any:
+    def on_import(module: Any) -> None:
+        # Runs inside the user's ``import``: must never raise.
+        try:
+            _install_library(library)
+        except Exception:
+            _logger.debug("seedance_otel: import hook for %s failed", library.name, exc_info=True)
+
+    return on_import
+
+
+def _install_libraries() -> None:
+    """Hook the standard library's users now, the others on import."""
+    global _import_hooks_registered  # noqa: PLW0603 - wrapt hooks cannot be unregistered
+    for library in LIBRARIES:
+        if not library.modules:
+            library.install()  # the standard library: failing here fails instrument()
+    if _import_hooks_registered:
+        # The hooks fire once per import: libraries imported meanwhile need us now.
+        for library in LIBRARIES:
+            if any(name in sys.modules for name in library.modules):
+                _install_library(library)
+        return
+    _import_hooks_registered = True
+    for library in LIBRARIES:
+        for name in library.modules:
+            wrapt.register_post_import_hook(_on_import(library), name)
+
+
+def _uninstall_everything() -> None:
+    for library in reversed(LIBRARIES):
+        library.uninstall()
+    for _name, _install, uninstall in reversed(SUPPORT_HOOKS):
+        uninstall()
+
+
+# -- process ------------------------------------------------------------------------
+
+
+def _at_exit() -> None:
+    """Interpreter exit: flush what is pending within the shutdown timeout."""
+    runtime = _runtime.RUNTIME
+    if runtime is not None:
+        try:
+            runtime.stop_shipping(runtime.settings.shutdown_timeout_s)
+        except Exception:
+            _logger.debug("seedance_otel: flush at exit failed", exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with an empty ring and, lazily, its own worker.
+
+    The parent's snapshots stay the parent's to ship (never twice). Only locks
+    are renewed and state reset here: this runs inside ``fork()``.
+    """
+    _guard.reset_after_fork()
+    _capture.reset_after_fork()
+    runtime = _runtime.RUNTIME
+    if runtime is not None:
+        runtime.after_fork_in_child()
+
+
+def _register_process_hooks() -> None:
+    global _process_hooks_registered  # noqa: PLW0603 - neither hook can be unregistered
+    if _process_hooks_registered:
+        return
+    _process_hooks_registered = True
+    atexit.register(_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- lifecycle ----------------------------------------------------------------------
+
+
+def start(options: dict[str, Any], providers: dict[str, Any]) -> None:
+    """Start capturing, with the OTel providers an instrumentor was given. Idempotent."""
+    with _lock:
+        if _runtime.RUNTIME is not None:
+            if options:
+                _logger.warning(
+                    "seedance_otel: already instrumented; options %s ignored "
+                    "(call uninstrument() first to change them)",
+                    sorted(options),
+                )
+            return
+        settings = load_settings().with_options(options)
+        if not settings.enabled:
+            _logger.info(
+                "seedance_otel: disabled (SEEDANCE_OTEL_ENABLED=false); not instrumenting"
+            )
+            return
+        set_strict(settings.strict)
+        reset()
+        runtime = Runtime(settings, providers)
+        _runtime.RUNTIME = _runtime.LAST_RUNTIME = runtime
+        try:
+            for _name, install, _uninstall in SUPPORT_HOOKS:
+                install()
+            if runtime.metrics is not None:
+                _dns.lookup_listeners.append(runtime.metrics.on_dns_lookup)
+            _install_libraries()
+            runtime.start_shipping()
+            _register_process_hooks()
+        except BaseException:
+            _runtime.RUNTIME = None
+            _dns.lookup_listeners.clear()
+            _uninstall_everything()
+            raise
+
+
+def stop() -> None:
+    """Restore every patched object and stop shipping (after a bounded flush)."""
+    with _lock:
+        runtime = _runtime.RUNTIME
+        if runtime is None:
+            return
+        # Hooks first, so nothing new arrives; then a bounded flush.
+        _uninstall_everything()
+        _dns.lookup_listeners.clear()
+        runtime.stop_shipping(runtime.settings.shutdown_timeout_s)
+        _runtime.RUNTIME = None
+
+
 class SeedanceInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Instrument aiohttp, httpx and asyncio connection faults."""
+    """Instrument connection faults of every registered library.
+
+    The standard keyword arguments the loader and distros pass
+    (``tracer_provider``, ``meter_provider``, ...) are accepted; ours are
+    passed on to :func:`start`.
+    """
+
+    @property
+    def _is_instrumented_by_opentelemetry(self) -> bool:
+        return _runtime.RUNTIME is not None
+
+    @_is_instrumented_by_opentelemetry.setter
+    def _is_instrumented_by_opentelemetry(self, value: bool) -> None:
+        """BaseInstrumentor sets its flag; the runtime already says it."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+        return ()
 
     def _check_dependency_conflicts(self) -> DependencyConflict | None:
-        # One of aiohttp / httpx is enough (contrib's httpx instrumentor does the same).
-        return get_dependency_conflicts(_instruments, _instruments_any)
+        # Nothing is required: plain asyncio connections are always there to
+        # instrument, and every other library is hooked only if it is imported.
+        return None
 
     def _instrument(self, **kwargs: Any) -> None:
         # A loader or distro may pass keyword arguments meant for other
         # instrumentors; refusing them would stop every instrumentor loaded
         # after us, so unknown ones are named once and ignored.
-        known = _api.option_names()
+        known = option_names()
         providers = {k: v for k, v in kwargs.items() if k in _OTEL_KWARGS}
         options = {k: v for k, v in kwargs.items() if k in known}
         ignored = sorted(set(kwargs) - set(providers) - set(options))
         if ignored:
             _logger.warning("seedance_otel: ignoring unknown instrument() arguments %s", ignored)
-        _api.start(options, providers)
+        start(options, providers)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _api.uninstrument()
+        stop()

@@ -230,17 +230,17 @@ def test_every_setting_is_documented_with_its_default():
 
 
 def test_stats_before_instrumenting_is_all_zero():
-    import seedance_otel._api as api
+    import seedance_otel._runtime as runtime
 
     seedance_otel.uninstrument()
-    saved = api._last_runtime
-    api._last_runtime = None
+    saved = runtime.LAST_RUNTIME
+    runtime.LAST_RUNTIME = None
     try:
         assert seedance_otel.stats()["captured"] == 0
         assert seedance_otel.snapshots() == []
         assert seedance_otel.flush(0.1) is True
     finally:
-        api._last_runtime = saved
+        runtime.LAST_RUNTIME = saved
 
 
 def test_instrumentor_and_module_functions_agree(caplog):

@@ -75,9 +75,9 @@ def test_successful_lookups_feed_the_dns_metric():
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     seedance_otel.uninstrument()
-    from seedance_otel import _api
+    from seedance_otel import instrumentor
 
-    _api.start({"exporter": "none", "strict": True}, {"meter_provider": provider})
+    instrumentor.start({"exporter": "none", "strict": True}, {"meter_provider": provider})
     try:
         with BlackHoleDNS() as dns:
             fetch(

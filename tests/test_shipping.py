@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import seedance_otel
-from seedance_otel import FaultKind, _api
+from seedance_otel import FaultKind, instrumentor
 from seedance_otel.exporting.attributes import EVENT_NAME
 from seedance_otel.receiver import Receiver
 
@@ -42,7 +42,7 @@ def shipping(request):
         providers = options.pop("providers", {})
         options.setdefault("exporter", "otlp")
         options.setdefault("strict", True)
-        _api.start(options, providers)
+        instrumentor.start(options, providers)
         started.append(True)
 
     yield start

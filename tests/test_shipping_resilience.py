@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import seedance_otel
-from seedance_otel import _api
+from seedance_otel import instrumentor
 from seedance_otel.receiver import Receiver
 
 from clients import run_steps
@@ -79,7 +79,7 @@ def start(monkeypatch, endpoint: str, protocol: str, **options) -> None:
     seedance_otel.uninstrument()
     options.setdefault("exporter", "otlp")
     options.setdefault("strict", True)
-    _api.start(options, {})
+    instrumentor.start(options, {})
 
 
 def storm(count: int) -> list[object]:
