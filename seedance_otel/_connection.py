@@ -168,10 +168,6 @@ class PeerRegistry:
             items = list(self._peers.items())
         return {key: stats.as_dict() for key, stats in items}
 
-    def clear(self) -> None:
-        with self._lock:
-            self._peers.clear()
-
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
 

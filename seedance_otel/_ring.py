@@ -180,11 +180,6 @@ class RingBuffer(Generic[T]):
                 dropped_by_reason=dropped,
             )
 
-    def clear(self) -> None:
-        """Forget everything, counters included."""
-        with self._lock:
-            self._reset()
-
     def reset_after_fork(self) -> None:
         """In a forked child: a fresh lock (the parent's may have been held by a
         thread that does not exist here) and nothing of the parent's to ship."""

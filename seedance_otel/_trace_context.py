@@ -15,17 +15,9 @@ from typing import Any
 
 from opentelemetry import trace as otel_trace
 
-__all__ = ["current_span", "current_trace_ids"]
+__all__ = ["current_trace_ids"]
 
 _INVALID = (None, None)
-
-
-def current_span() -> otel_trace.Span | None:
-    """The active OTel span if it is recording-capable and valid, else ``None``."""
-    span = otel_trace.get_current_span()
-    if span.get_span_context().is_valid:
-        return span
-    return None
 
 
 def _hex(value: Any, width: int) -> str | None:

@@ -48,10 +48,13 @@ class AlpnRefusingServer(ThreadedTLSServer):
     ``no_application_protocol`` (returning NO_OVERLAPPING_PROTOCOLS would not:
     the handshake would just complete without ALPN). A client that offers no
     ALPN at all never reaches the callback; the server then speaks h2 anyway.
-    A client offering h2 gets real HTTP/2 answers.
+    A client offering h2 gets real HTTP/2 answers, unless ``accept_h2`` is
+    false: then every offer meets the alert.
     """
 
-    def __init__(self, cert_pem_path: str, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, cert_pem_path: str, host: str = "127.0.0.1", *, accept_h2: bool = True
+    ) -> None:
         super().__init__(host)
         from OpenSSL import SSL
 
@@ -62,7 +65,7 @@ class AlpnRefusingServer(ThreadedTLSServer):
 
         def select(conn: Any, protocols: list[bytes]) -> bytes:
             self.offered.append(list(protocols))
-            if b"h2" in protocols:
+            if accept_h2 and b"h2" in protocols:
                 return b"h2"
             raise ValueError("h2 required")
 

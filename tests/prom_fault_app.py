@@ -31,19 +31,19 @@ import asyncio
 import contextlib
 import json
 import os
-import select
 import signal
-import socket
 import ssl
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from faultservers import Action, BlackHoleDNS, HttpFaultServer  # noqa: E402
+from faultservers import (  # noqa: E402
+    Action,
+    AlpnRefusingServer,
+    BlackHoleDNS,
+    HttpFaultServer,
+)
 
 SERVICE_NAME = os.environ.get("OTEL_SERVICE_NAME", "seedance-dashboards-test")
 PEER = "localhost"  # every fault but the DNS one is on this peer, as the caller named it
@@ -81,83 +81,6 @@ def start_metrics() -> int:
 
 
 # -- an h2-only TLS server that refuses every ALPN offer with alert 120 ---------
-
-
-class AlpnRefusingServer:
-    """TLS on 127.0.0.1 whose ALPN select callback raises: OpenSSL answers alert 120.
-
-    (A callback that returns "no overlap" only NOACKs and the handshake
-    succeeds; raising is what makes pyOpenSSL return SSL_TLSEXT_ERR_ALERT_FATAL.)
-    """
-
-    def __init__(self, leaf_cert: Any) -> None:
-        from OpenSSL import SSL
-
-        def refuse(_conn: Any, _offered: list[bytes]) -> bytes:
-            raise LookupError("this server speaks h2 only")
-
-        self._ssl = SSL
-        self._context = SSL.Context(SSL.TLS_SERVER_METHOD)
-        leaf_cert.configure_cert(self._context)
-        self._context.set_alpn_select_callback(refuse)
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.2)
-        self.port: int = self._listener.getsockname()[1]
-        self.handshakes = 0
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                raw, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn = self._ssl.Connection(self._context, raw)
-            conn.set_accept_state()
-            try:
-                self._handshake(conn, raw)
-            except Exception:
-                self.handshakes += 1  # the expected end: our callback raised
-                # Let the client read the alert before our close can turn into
-                # a RST (a close with unread data): wait for its EOF, briefly.
-                with contextlib.suppress(OSError):
-                    raw.settimeout(0.5)
-                    for _ in range(64):
-                        if not raw.recv(4096):
-                            break
-            finally:
-                with contextlib.suppress(OSError):
-                    raw.close()
-
-    def _handshake(self, conn: Any, raw: socket.socket) -> None:
-        """``do_handshake`` on a non-blocking socket, for at most 5 s."""
-        raw.setblocking(False)
-        deadline = time.monotonic() + 5.0
-        while True:
-            try:
-                conn.do_handshake()
-                return
-            except (self._ssl.WantReadError, self._ssl.WantWriteError):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise
-                select.select([raw], [], [], min(remaining, 0.2))
-
-    def __enter__(self) -> AlpnRefusingServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self._listener.close()
-        self._thread.join(5.0)
 
 
 # -- the faults ---------------------------------------------------------------
@@ -283,6 +206,8 @@ async def main() -> None:
     os.environ["SEEDANCE_TEST_CA"] = str(ca_path)
     client_context = ssl.create_default_context(cafile=str(ca_path))
     leaf = ca.issue_cert("localhost", "127.0.0.1")
+    leaf_pem = ca_path.with_name(f"seedance-test-leaf-{os.getpid()}.pem")
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(leaf_pem))
 
     loop = asyncio.get_running_loop()
     stdin = Stdin(loop)
@@ -296,7 +221,7 @@ async def main() -> None:
             lambda info: Action.HANG if info.path == "/hang" else Action.RESPOND
         ) as ok,
         BlackHoleDNS() as dns,
-        AlpnRefusingServer(leaf) as alpn,
+        AlpnRefusingServer(str(leaf_pem), accept_h2=False) as alpn,
     ):
         # Round 1 creates every series. A counter series appears with its first
         # value already counted, which rate()/increase() cannot see; so the
@@ -339,8 +264,9 @@ async def main() -> None:
         await client.aclose()
         await session.close()
     seedance_otel.uninstrument()
-    with contextlib.suppress(OSError):
-        ca_path.unlink()
+    for path in (ca_path, leaf_pem):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 if __name__ == "__main__":
