@@ -23,7 +23,7 @@ import time
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from . import _runtime
-from ._classify import HookFacts, classify, exception_type_name
+from ._classify import Classification, HookFacts, classify, exception_type_name
 from ._connection import ConnectionFields, ConnectionHistory
 from ._dns import DnsFields
 from ._library import Library
@@ -40,6 +40,8 @@ lookup seen by both ``loop.getaddrinfo`` and ``create_connection``) is not
 recorded twice. Only one is held: it keeps its traceback's frames alive, and an
 id alone would not do (ids are reused as soon as an exception is freed, which
 in a fault storm happens constantly)."""
+
+_NO_CONNECTION = ConnectionFields()
 
 _FIN_MESSAGES = {
     FaultKind.PEER_CLOSED_IDLE: "peer closed the idle connection",
@@ -106,23 +108,37 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
     classification = classify(exc, ctx.facts, ctx.library.exceptions)
     if classification is None or (exc is not None and _seen_before(exc)):
         return None
-    now = time.monotonic()
-    history = ctx.history
-    kind = classification.kind
-    if kind is FaultKind.PEER_CLOSED_IDLE:
+    if classification.kind is FaultKind.PEER_CLOSED_IDLE:
+        history = ctx.history
         if history is not None and history.idle_since is not None:
-            history.peer.record_idle_close(now - history.idle_since)
+            history.peer.record_idle_close(time.monotonic() - history.idle_since)
         if not runtime.settings.capture_idle_closes:
             return None
+    snapshot = _snapshot(ctx, classification)
+    runtime.publish(snapshot)
+    return snapshot
+
+
+def _trace_ids(ctx: FaultContext) -> tuple[str | None, str | None]:
     # A fault outside any request (an idle pooled connection closing) runs in
     # an event-loop callback whose context belongs to nobody: no trace.
     if ctx.trace_ids is not None:
-        trace_id, span_id = ctx.trace_ids
-    elif ctx.in_request:
-        trace_id, span_id = current_trace_ids()
-    else:
-        trace_id = span_id = None
-    connection = ctx.connection
+        return ctx.trace_ids
+    return current_trace_ids() if ctx.in_request else (None, None)
+
+
+def _method_and_url(ctx: FaultContext, request: object | None) -> tuple[str | None, str | None]:
+    """The request's method and its URL, redacted (never a raw URL past here)."""
+    reader = ctx.library.request_fields
+    if request is None or reader is None:
+        return None, None
+    method, url = reader(request)
+    return method, (redact_url(url) if url is not None else None)
+
+
+def _snapshot(ctx: FaultContext, classification: Classification) -> ResetContextSnapshot:
+    now = time.monotonic()
+    history, connection = ctx.history, ctx.connection
     server_address, server_port, request = ctx.server_address, ctx.server_port, ctx.request
     if history is not None:
         if connection is None:
@@ -132,20 +148,16 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
         if request is None and ctx.in_request:
             request = history.request
     if connection is None:
-        connection = ConnectionFields()
-    method = url = None
-    if request is not None and ctx.library.request_fields is not None:
-        method, raw_url = ctx.library.request_fields(request)
-        url = redact_url(raw_url) if raw_url is not None else None
-    if exc is not None:
-        error_type = exception_type_name(exc)
-        message = classification.message
+        connection = _NO_CONNECTION
+    method, url = _method_and_url(ctx, request)
+    trace_id, span_id = _trace_ids(ctx)
+    if ctx.exc is not None:
+        error_type, message = exception_type_name(ctx.exc), classification.message
     else:
-        error_type = "EOF"
-        message = _FIN_MESSAGES.get(kind, "")
+        error_type, message = "EOF", _FIN_MESSAGES.get(classification.kind, "")
     dns = ctx.dns
-    snapshot = ResetContextSnapshot(
-        kind=kind,
+    return ResetContextSnapshot(
+        kind=classification.kind,
         timestamp_ns=time.time_ns(),
         library=ctx.library.name,
         phase=classification.phase,
@@ -176,5 +188,3 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
         peer_reuse_ok_max_idle_s=connection.peer_reuse_ok_max_idle_s,
         peer_reuse_ok_count=connection.peer_reuse_ok_count,
     )
-    runtime.publish(snapshot)
-    return snapshot
