@@ -211,6 +211,7 @@ def uninstrument() -> None:
         _uninstall_everything()
         _dns.lookup_listeners.clear()
         runtime.stop_shipping(runtime.settings.shutdown_timeout_s)
+        runtime.retire_metrics()
         _runtime.RUNTIME = None
         from .instrumentor import SeedanceInstrumentor
 

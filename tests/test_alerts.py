@@ -170,7 +170,12 @@ CASES: list[tuple[str, list[dict[str, str]], str, str, list[tuple[dict[str, str]
         "SeedanceSnapshotsDropped",
         [
             series(EXPORTED, "0+10x30", job="shop"),
-            series(EXPORTED, "0 0 0 0 0 6 6 6 6 6 6 6 6 6 6 6", job="shop", error_type="ring_overwrite"),
+            series(
+                EXPORTED,
+                "0 0 0 0 0 6 6 6 6 6 6 6 6 6 6 6",
+                job="shop",
+                error_type="ring_overwrite",
+            ),
             # SEEDANCE_OTEL_EXPORTER=none drops on purpose.
             series(EXPORTED, "0+50x30", job="batch", error_type="exporter_none"),
         ],

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from seedance_otel import dashboards
+
 from system_binaries import require
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dashboards_model import (
     PROMETHEUS_UID,
     Query,
