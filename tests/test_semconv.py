@@ -18,7 +18,11 @@ import seedance_otel
 from seedance_otel import FaultKind, _api
 from seedance_otel._dns import lookup_error_type
 from seedance_otel._names import exception_type_name
-from seedance_otel.exporting.attributes import snapshot_from_attributes, snapshot_to_attributes
+from seedance_otel.exporting.attributes import (
+    WIRE_ATTRIBUTES,
+    snapshot_from_attributes,
+    snapshot_to_attributes,
+)
 from seedance_otel.exporting.metrics import Metrics
 from seedance_otel.exporting.sinks import to_log_records
 from seedance_otel.exporting.span_events import span_events_wanted
@@ -241,3 +245,26 @@ def test_plain_asyncio_connections_are_not_counted_as_http(instrumented_with_met
     assert "http.client.connection.duration" not in after
     [duration] = after["seedance.asyncio.connection.duration"]
     assert duration.count == 1
+
+
+def test_every_attribute_sent_is_a_documented_wire_attribute():
+    full = make_snapshot(
+        http_method="PURGE",
+        alpn_offered=("h2", "http/1.1"),
+        alpn_negotiated="h2",
+        tls_version="TLSv1.3",
+        peer_address="127.0.0.1",
+        peer_port=443,
+        local_port=50000,
+        socket_cookie=7,
+        connection_reused=True,
+        connection_idle_s=1.0,
+        connection_age_s=2.0,
+        connection_requests=3,
+        url="https://api.test/x",
+        errno=104,
+        dns_question="api.test",
+        dns_duration_s=0.1,
+    )
+    for snapshot in (full, make_snapshot(error_type="EOF", error_message="peer closed")):
+        assert set(snapshot_to_attributes(snapshot)) <= WIRE_ATTRIBUTES

@@ -31,6 +31,7 @@ __all__ = [
     "EVENT_NAME",
     "FIELD_TO_ATTRIBUTE",
     "NO_EXCEPTION",
+    "WIRE_ATTRIBUTES",
     "fault_error_type",
     "http_method_attributes",
     "protocol_version",
@@ -66,6 +67,22 @@ FIELD_TO_ATTRIBUTE: dict[str, str] = {
     "timestamp_ns": "seedance.timestamp_ns",
 }
 _ATTRIBUTE_TO_FIELD = {v: k for k, v in FIELD_TO_ATTRIBUTE.items()}
+
+WIRE_ATTRIBUTES: frozenset[str] = frozenset(
+    (
+        *FIELD_TO_ATTRIBUTE.values(),
+        "http.request.method",
+        "http.request.method_original",
+        "network.protocol.version",
+        "error.type",
+        "exception.type",
+        "exception.message",
+        "seedance.fault.message",
+        "tls.protocol.name",
+        "tls.protocol.version",
+    )
+)
+"""Every attribute a fault record may carry (the README's list, Loki's labels)."""
 
 NO_EXCEPTION = "EOF"
 """The snapshot's ``error_type`` when no exception was raised: the peer's FIN

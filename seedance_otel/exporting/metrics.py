@@ -4,7 +4,8 @@ Instrument names (OTel, then the Prometheus name the collector's / the
 Prometheus exporter's translation produces):
 
 * ``seedance.connection.faults`` counter ``{fault}`` by ``seedance.fault.kind``,
-  ``seedance.library``, ``server.address``, ``error.type``
+  ``seedance.library``, ``server.address``, ``error.type`` (and
+  ``dns.question.name`` for ``dns_timeout`` / ``dns_error``)
   -> ``seedance_connection_faults_total``
 * ``seedance.connection.idle_before_fault`` histogram ``s`` by kind, library,
   ``server.address``; buckets that resolve common idle timeouts
@@ -95,6 +96,8 @@ ASYNCIO_LIBRARY = "asyncio"
 _DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 # Semconv's advice for http.client.connection.duration.
 CONNECTION_BUCKETS_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+
+_DNS_KINDS = (FaultKind.DNS_TIMEOUT, FaultKind.DNS_ERROR)
 
 AccountingSource = Callable[[], Accounting]
 """What the snapshot counts are read from: the runtime's ``ring.accounting``."""
@@ -203,6 +206,8 @@ class Metrics:
         error_type = fault_error_type(snapshot)
         if error_type is not None:
             attributes["error.type"] = error_type
+        if snapshot.dns_question and snapshot.kind in _DNS_KINDS:
+            attributes["dns.question.name"] = snapshot.dns_question
         self._faults.add(1, attributes)
         if snapshot.kind is FaultKind.ALPN_MISMATCH or (
             snapshot.kind is FaultKind.CONNECTION_RESET
