@@ -32,7 +32,21 @@ def series(name: str, values: str, **labels: str) -> dict[str, str]:
     return {"series": f"{name}{{{inner}}}", "values": values}
 
 
+def fault(name: str, values: str, peer: str, kind: str, library: str, **labels: str):
+    """A per-fault series of service ``shop``, as the fault metrics label it."""
+    return series(
+        name,
+        values,
+        job="shop",
+        server_address=peer,
+        seedance_library=library,
+        seedance_fault_kind=kind,
+        **labels,
+    )
+
+
 FAULTS = "seedance_connection_faults_total"
+IDLE_COUNT = "seedance_connection_idle_before_fault_seconds_count"
 EXPORTED = "seedance_snapshot_exported_total"
 
 # (alert, input series, eval time that must stay quiet, eval time, expected alerts:
@@ -41,32 +55,11 @@ CASES: list[tuple[str, list[dict[str, str]], str, str, list[tuple[dict[str, str]
     (
         "SeedanceStaleKeepAliveResets",
         [
-            series(
-                "seedance_connection_idle_before_fault_seconds_count",
-                "0+1x30",
-                job="shop",
-                server_address="api.internal",
-                seedance_library="httpx",
-                seedance_fault_kind="connection_reset",
-            ),
+            fault(IDLE_COUNT, "0+1x30", "api.internal", "connection_reset", "httpx"),
             # Idle closes are normal, however many.
-            series(
-                "seedance_connection_idle_before_fault_seconds_count",
-                "0+5x30",
-                job="shop",
-                server_address="api.internal",
-                seedance_library="httpx",
-                seedance_fault_kind="peer_closed_idle",
-            ),
+            fault(IDLE_COUNT, "0+5x30", "api.internal", "peer_closed_idle", "httpx"),
             # One reset every ten minutes is noise.
-            series(
-                "seedance_connection_idle_before_fault_seconds_count",
-                "0+0.1x30",
-                job="shop",
-                server_address="slow.internal",
-                seedance_library="aiohttp",
-                seedance_fault_kind="connection_reset",
-            ),
+            fault(IDLE_COUNT, "0+0.1x30", "slow.internal", "connection_reset", "aiohttp"),
         ],
         "4m",
         "15m",
@@ -104,21 +97,13 @@ CASES: list[tuple[str, list[dict[str, str]], str, str, list[tuple[dict[str, str]
     (
         "SeedanceDnsTimeouts",
         [
-            series(
+            fault(FAULTS, "0+1x30", "api.payments.internal", "dns_timeout", "aiohttp"),
+            fault(
                 FAULTS,
                 "0+1x30",
-                job="shop",
-                server_address="api.payments.internal",
-                seedance_library="aiohttp",
-                seedance_fault_kind="dns_timeout",
-            ),
-            series(
-                FAULTS,
-                "0+1x30",
-                job="shop",
-                server_address="api.internal",
-                seedance_library="aiohttp",
-                seedance_fault_kind="connection_reset",
+                "api.internal",
+                "connection_reset",
+                "aiohttp",
                 error_type="aiohttp.client_exceptions.ClientOSError",
             ),
         ],
@@ -136,22 +121,20 @@ CASES: list[tuple[str, list[dict[str, str]], str, str, list[tuple[dict[str, str]
     (
         "SeedancePoolExhausted",
         [
-            series(
+            fault(
                 FAULTS,
                 "0+2x30",
-                job="shop",
-                server_address="api.internal",
-                seedance_library="httpx",
-                seedance_fault_kind="pool_timeout",
+                "api.internal",
+                "pool_timeout",
+                "httpx",
                 error_type="httpx.PoolTimeout",
             ),
-            series(
+            fault(
                 FAULTS,
                 "0+2x30",
-                job="shop",
-                server_address="api.internal",
-                seedance_library="httpx",
-                seedance_fault_kind="read_timeout",
+                "api.internal",
+                "read_timeout",
+                "httpx",
                 error_type="httpx.ReadTimeout",
             ),
         ],
