@@ -268,3 +268,20 @@ def test_every_attribute_sent_is_a_documented_wire_attribute():
     )
     for snapshot in (full, make_snapshot(error_type="EOF", error_message="peer closed")):
         assert set(snapshot_to_attributes(snapshot)) <= WIRE_ATTRIBUTES
+
+
+def test_exporting_receives_what_it_needs_instead_of_reading_the_runtime():
+    """No import cycle: _runtime imports exporting.*, never the other way round."""
+    import ast
+    from pathlib import Path
+
+    import seedance_otel.exporting as exporting
+
+    for path in Path(exporting.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = {node.module or ""} | {alias.name for alias in node.names}
+                assert not any("_runtime" in name for name in names), (path.name, node.lineno)
+            elif isinstance(node, ast.Import):
+                assert not any("_runtime" in a.name for a in node.names), (path.name, node.lineno)
