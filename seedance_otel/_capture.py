@@ -23,10 +23,11 @@ import time
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from . import _runtime
-from ._classify import Classification, HookFacts, classify, exception_type_name
+from ._classify import Classification, HookFacts, classify
 from ._connection import ConnectionFields, ConnectionHistory
 from ._dns import DnsFields
 from ._library import Library
+from ._names import exception_type_name
 from ._redact import redact_message, redact_url
 from ._snapshot import FaultKind, ResetContextSnapshot
 from ._trace_context import current_trace_ids

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from ._library import ExceptionNames
+from ._names import exception_type_name
 from ._snapshot import FaultKind, Phase
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "Evidence",
     "HookFacts",
     "classify",
-    "exception_type_name",
     "walk_chain",
 ]
 
@@ -283,17 +283,6 @@ def _raise_site(tb: TracebackType | None) -> str:
     code = last.tb_frame.f_code
     name = getattr(code, "co_qualname", code.co_name)
     return f"{last.tb_frame.f_globals.get('__name__', '?')}:{name}"
-
-
-def exception_type_name(exc: BaseException | type[BaseException]) -> str:
-    """``module.Qualname`` of an exception (or its class); builtins unqualified.
-
-    The one spelling of an exception type everywhere: snapshots' ``error_type``,
-    messages taken from down a chain, DNS lookups' errors.
-    """
-    cls = exc if isinstance(exc, type) else type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
 
 
 def _errno_of(exc: BaseException) -> int | None:

@@ -10,20 +10,23 @@ a ``dns_timeout`` with its question and duration.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
+import socket
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
 
-from ._classify import exception_type_name
 from ._guard import report_internal_error
+from ._names import exception_type_name
 
 __all__ = [
     "DnsFields",
     "DnsProbe",
     "LookupListener",
     "lookup_at_fault",
+    "lookup_error_type",
     "lookup_listeners",
     "start_lookup",
 ]
@@ -69,7 +72,7 @@ class DnsProbe:
         """The lookup ended; ``record=False`` when another hook already timed it."""
         self.ended_at = time.monotonic()
         if error is not None:
-            self.error_type = exception_type_name(error)
+            self.error_type = lookup_error_type(error)
         if not record:
             return
         for listener in lookup_listeners:
@@ -77,6 +80,59 @@ class DnsProbe:
                 listener(self)
             except Exception:
                 report_internal_error("dns lookup listener")
+
+
+# getaddrinfo's codes -> the values the semantic conventions give for
+# ``dns.lookup.duration``'s ``error.type``; a code not listed reads as its
+# lower-cased EAI name (``eai_family``). EAI_AGAIN is what glibc returns when
+# no name server answered in time.
+_GAI_ERROR_TYPES: dict[int, str] = {
+    code: name
+    for code, name in (
+        (getattr(socket, "EAI_NONAME", None), "host_not_found"),
+        (getattr(socket, "EAI_NODATA", None), "host_not_found"),
+        (getattr(socket, "EAI_AGAIN", None), "timeout"),
+        (getattr(socket, "EAI_FAIL", None), "no_recovery"),
+    )
+    if code is not None
+}
+_GAI_NAMES: dict[int, str] = {
+    getattr(socket, name): name.lower() for name in dir(socket) if name.startswith("EAI_")
+}
+# c-ares status codes (aiodns.error.DNSError.args[0]), from ares.h.
+_ARES_ERROR_TYPES = {
+    1: "host_not_found",  # ARES_ENODATA
+    3: "no_recovery",  # ARES_ESERVFAIL
+    4: "host_not_found",  # ARES_ENOTFOUND
+    6: "refused",  # ARES_EREFUSED
+    11: "connection_refused",  # ARES_ECONNREFUSED
+    12: "timeout",  # ARES_ETIMEOUT
+}
+_CHAIN_LIMIT = 8
+
+
+def lookup_error_type(error: BaseException) -> str:
+    """``error.type`` of a failed lookup: the resolver's error code, not the class.
+
+    Every ``socket.gaierror`` is one class whatever went wrong, so its code
+    (``host_not_found``, ``timeout``, ``no_recovery``, ...) is what a reader
+    can act on. The chain (``__cause__`` / ``__context__``) is searched, since
+    aiohttp wraps the resolver's error in its own.
+    """
+    seen = 0
+    item: BaseException | None = error
+    while item is not None and seen < _CHAIN_LIMIT:
+        if isinstance(item, socket.gaierror) and isinstance(item.errno, int):
+            return _GAI_ERROR_TYPES.get(item.errno) or _GAI_NAMES.get(item.errno, "_OTHER")
+        if type(item).__module__.startswith("aiodns") and item.args:
+            code = item.args[0]
+            if isinstance(code, int):
+                return _ARES_ERROR_TYPES.get(code, f"ares_{code}")
+        if isinstance(item, (TimeoutError, asyncio.TimeoutError)):
+            return "timeout"
+        item = item.__cause__ or item.__context__
+        seen += 1
+    return exception_type_name(error)
 
 
 LookupListener = Callable[[DnsProbe], None]

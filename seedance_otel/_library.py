@@ -108,6 +108,8 @@ class ContribInstrumentor:
     ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``)."""
     module: str
     class_name: str
+    instruments: str
+    """The module it instruments: enabled only where that is installed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,8 +126,6 @@ class Library:
     modules: tuple[str, ...]
     install: Callable[[], None]
     uninstall: Callable[[], None]
-    requirement: str | None = None
-    """The version range we support, for the ``instruments-any`` extra."""
     exceptions: ExceptionNames = ExceptionNames()
     request_fields: RequestFields | None = None
     sees_idle_fin: bool = False

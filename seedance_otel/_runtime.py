@@ -22,7 +22,7 @@ from ._snapshot import ResetContextSnapshot
 from .exporting.metrics import Metrics
 from .exporting.shipper import Shipper
 from .exporting.sinks import UnavailableSink, make_sink
-from .exporting.span_events import add_span_event
+from .exporting.span_events import add_span_event, span_events_wanted
 
 __all__ = ["RUNTIME", "Runtime", "connection_closed", "connection_opened", "peer_for"]
 
@@ -45,9 +45,13 @@ class Runtime:
         """Human-readable limits found at start (e.g. uvloop), reported once."""
         self.metrics: Metrics | None = None
         if settings.metrics:
-            self.metrics = Metrics(self.providers.get("meter_provider"))
+            self.metrics = Metrics(
+                self.ring.accounting,
+                capacity=self.ring.capacity,
+                meter_provider=self.providers.get("meter_provider"),
+            )
             self.listeners.append(self.metrics.on_snapshot)
-        if settings.span_events:
+        if span_events_wanted(settings.span_events):
             self.listeners.append(add_span_event)
         self.shipper: Shipper | None = None
         self.pid = os.getpid()
@@ -88,6 +92,11 @@ class Runtime:
         if shipper is None:
             return self.ring.accounting().pending == 0
         return shipper.shutdown(timeout_s)
+
+    def retire_metrics(self) -> None:
+        """Uninstrumented: observed metrics stop reporting this runtime."""
+        if self.metrics is not None:
+            self.metrics.retire()
 
     def after_fork_in_child(self) -> None:
         """Cheap and lock-free: fresh locks, an empty ring, no shipper yet.

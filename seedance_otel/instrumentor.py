@@ -198,6 +198,7 @@ def stop() -> None:
         _uninstall_everything()
         _dns.lookup_listeners.clear()
         runtime.stop_shipping(runtime.settings.shutdown_timeout_s)
+        runtime.retire_metrics()
         _runtime.RUNTIME = None
 
 

@@ -1,10 +1,14 @@
-"""Libraries we instrument (any one of them is enough), for ``opentelemetry-instrument``.
+"""What ``opentelemetry-instrument``'s loader checks before loading us: nothing.
 
-Repeated in ``pyproject.toml`` under the ``instruments-any`` extra, which is
-what the auto-instrumentation loader reads.
+Plain asyncio connections (Redis, databases, websockets) are instrumented with
+neither aiohttp nor httpx installed, so neither can be a requirement: a
+distribution whose ``instruments-any`` extra is unmet is skipped by the
+loader, and that coverage would be unreachable. aiohttp (3.10+) and httpx
+(0.27+, httpcore 1.x) are hooked when they are imported; ``pyproject.toml``
+declares no ``instruments`` / ``instruments-any`` extra, for the same reason.
 """
 
-_instruments = ()
-_instruments_any = ("aiohttp >= 3.10, < 4", "httpx >= 0.27, < 1")
+_instruments: tuple[str, ...] = ()
+_instruments_any: tuple[str, ...] = ()
 
 _supports_metrics = True

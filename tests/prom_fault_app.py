@@ -11,7 +11,7 @@ on loopback with real aiohttp and httpx clients:
   forgets connections idle longer than ``MIDDLEBOX_IDLE_S``), which feed the
   idle-before-fault histogram;
 * a burst of resets on fresh connections, more than the ring holds, so
-  ``seedance_snapshots_dropped_total`` exists;
+  ``seedance_snapshot_exported_total{error_type="ring_overwrite"}`` exists;
 * a DNS timeout (aiohttp's ``AsyncResolver`` pointed at a name server that
   never answers) and successful lookups of ``localhost``;
 * ALPN mismatches: a TLS server whose ALPN callback raises, so OpenSSL sends

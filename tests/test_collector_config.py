@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
-from system_binaries import require
 
 from seedance_otel import dashboards
+
+from system_binaries import require
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "collector-config"
@@ -118,12 +119,38 @@ def test_agent_loadbalancing_exporters_are_complete():
         otlp = exporter["protocol"]["otlp"]
         assert "endpoint" not in otlp  # the resolver sets it per backend
         assert otlp["tls"]["insecure"] is True and otlp["timeout"]
+        # Queue and retries in front of the routing: a per-gateway queue is
+        # lost when the resolver drops that gateway.
+        assert exporter["sending_queue"]["enabled"] is True
+        assert exporter["retry_on_failure"]["enabled"] is True
+        assert exporter["timeout"]
+        assert otlp["sending_queue"]["enabled"] is False
+        assert otlp["retry_on_failure"]["enabled"] is False
         resolvers = exporter["resolver"]
         assert len(resolvers) == 1, "configure exactly one resolver"
         dns = resolvers["dns"]
         assert dns["hostname"] and dns["port"] == gateway_port
     # The agent is a pure forwarder: no backend addresses in it.
     assert not set(exporters) - {"loadbalancing/traceid", "loadbalancing/service"}
+
+
+def test_images_come_from_registries_that_do_not_rate_limit_and_are_patched(compose):
+    services = compose["services"]
+    collector = services["otelcol"]["image"]
+    # A registry host (with a dot) first: not Docker Hub's anonymous pull limit.
+    assert collector.startswith("ghcr.io/open-telemetry/"), collector
+    grafana = services["grafana"]["image"]
+    major, minor, patch = (int(p) for p in grafana.rsplit(":", 1)[1].split("."))
+    assert (major, minor) == (11, 6) and patch >= 14, grafana
+    # Jaeger v2's image listens on all interfaces already.
+    assert "JAEGER_LISTEN_HOST" not in services["jaeger"].get("environment", {})
+
+
+def test_prometheus_loads_the_alerting_rules():
+    config = load("prometheus.yaml")
+    rule_files = config["rule_files"]
+    assert rule_files == ["alerts/*.yaml"]
+    assert sorted(CONFIG.glob(rule_files[0])), "no rule file matches"
 
 
 def test_images_are_pinned(compose):
@@ -181,7 +208,10 @@ def test_configs_and_provisioning_are_mounted(compose):
     assert _mounts(otelcol)[config_path] == "./otelcol.yaml"
     prometheus = services["prometheus"]
     assert f"--config.file={next(iter(_mounts(prometheus)))}" in prometheus["command"]
-    assert _mounts(prometheus) == {"/etc/prometheus/prometheus.yaml": "./prometheus.yaml"}
+    assert _mounts(prometheus) == {
+        "/etc/prometheus/prometheus.yaml": "./prometheus.yaml",
+        "/etc/prometheus/alerts": "./alerts",
+    }
     loki = services["loki"]
     assert _mounts(loki) == {"/etc/loki/loki.yaml": "./loki.yaml"}
     assert loki["command"] == ["-config.file=/etc/loki/loki.yaml"]

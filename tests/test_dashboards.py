@@ -21,7 +21,7 @@ import yaml
 
 from seedance_otel import dashboards
 from seedance_otel.dashboards import cli as dashboards_cli
-from seedance_otel.exporting.attributes import FIELD_TO_ATTRIBUTE
+from seedance_otel.exporting.attributes import WIRE_ATTRIBUTES
 
 from dashboards_model import (
     LOKI_UID,
@@ -36,8 +36,6 @@ from dashboards_model import (
 ROOT = Path(__file__).resolve().parent.parent
 NO_QUERY_PANELS = {"row", "text"}
 
-# Log record attributes beyond FIELD_TO_ATTRIBUTE (snapshot_to_attributes adds them).
-EXTRA_ATTRIBUTES = {"error.type", "tls.protocol.name", "tls.protocol.version"}
 # What Loki adds itself: the index label from service.name, and the record's ids.
 LOKI_LABELS = {"service_name"}
 LOKI_METADATA = {"trace_id", "span_id"}
@@ -47,9 +45,7 @@ REQUIRED_METRICS = {
     "seedance_connection_faults_total",
     "seedance_connection_idle_before_fault_seconds_bucket",
     "seedance_tls_alpn_mismatches_total",
-    "seedance_snapshots_exported_total",
-    "seedance_snapshots_export_failed_total",
-    "seedance_snapshots_dropped_total",
+    "seedance_snapshot_exported_total",
     "http_client_open_connections",
     "http_client_connection_duration_seconds_bucket",
     "dns_lookup_duration_seconds_bucket",
@@ -60,7 +56,7 @@ def loki_name(attribute: str) -> str:
     return attribute.replace(".", "_")
 
 
-EMITTED = {loki_name(a) for a in (*FIELD_TO_ATTRIBUTE.values(), *EXTRA_ATTRIBUTES)}
+EMITTED = {loki_name(a) for a in WIRE_ATTRIBUTES}
 
 
 @pytest.fixture(scope="module")
@@ -288,3 +284,43 @@ def test_dashboards_without_action_prints_usage(capsys):
     args = _parser().parse_args(["dashboards"])
     assert args.func(args) == 2
     assert "export" in capsys.readouterr().err
+
+
+def test_table_drill_downs_read_the_row_not_series_labels(models):
+    """In a table, ``${__field.labels.X}`` is empty: the row's value is ``${__data.fields.X}``."""
+    for name, model in models.items():
+        for panel in iter_panels(model):
+            links = panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+            for link in links:
+                if panel["type"] == "table":
+                    assert "__field.labels" not in link["url"], (name, panel["title"])
+                    assert "${__data.fields.server_address}" in link["url"], (name, panel["title"])
+
+
+def test_dashboard_links_send_no_multi_value_to_a_single_value_variable(models):
+    peer_dashboard_vars = variables(models["seedance-peer.json"])
+    assert peer_dashboard_vars["peer"]["multi"] is False
+    for link in models["seedance-overview.json"]["links"]:
+        if "/d/seedance-peer/" in link["url"]:
+            # includeVars would send var-peer=$__all from the overview's multi-value peer.
+            assert link["includeVars"] is False
+            assert "var-peer" not in link["url"]
+
+
+def test_loki_selectors_stay_valid_when_no_service_is_known(models):
+    """With no metrics yet, ``$loki_service_name`` expands to nothing; Loki rejects a
+    selector whose every matcher matches the empty string."""
+    for name, model in models.items():
+        for query in queries(name, model):
+            if query.datasource_uid != LOKI_UID:
+                continue
+            selector = query.expr[1 : query.expr.index("}")]
+            empty = selector.replace("$loki_service_name", "")
+            assert re.search(r'\w+=~"\.\+"', empty), (query.where, empty)
+
+
+def test_every_variable_has_a_current_value(models):
+    for name, model in models.items():
+        for var_name, var in variables(model).items():
+            current = var["current"]
+            assert {"text", "value"} <= set(current), (name, var_name)

@@ -140,11 +140,35 @@ def test_metrics(shipping):
     assert sum(p.count for p in idle) == 1
     assert 0.35 <= next(iter(idle)).sum <= 0.8
     assert 4.0 in next(iter(idle)).explicit_bounds
-    dropped = metrics["seedance.snapshots.dropped"].data.data_points
-    reasons = {p.attributes["seedance.drop.reason"]: p.value for p in dropped}
-    assert reasons.get("exporter_none", 0) + reasons.get("ring_overwrite", 0) == 21
+    settled = metrics["seedance.snapshot.exported"].data.data_points
+    outcomes = {p.attributes.get("error.type"): p.value for p in settled}
+    assert outcomes.get("exporter_none", 0) + outcomes.get("ring_overwrite", 0) == 21
+    assert outcomes[None] == 0 and outcomes["export_failed"] == 0
+    # Exact accounting: everything captured is settled or still queued.
+    [queued] = metrics["seedance.snapshot.queue.size"].data.data_points
+    assert sum(outcomes.values()) + queued.value == seedance_otel.stats()["captured"]
+    [capacity] = metrics["seedance.snapshot.queue.capacity"].data.data_points
+    assert capacity.value == 16
     duration = metrics["http.client.connection.duration"].data.data_points
     assert sum(p.count for p in duration) >= 20
+    # Semconv's advice for this instrument.
+    assert list(duration[0].explicit_bounds) == [
+        0.01,
+        0.02,
+        0.05,
+        0.1,
+        0.2,
+        0.5,
+        1,
+        2,
+        5,
+        10,
+        30,
+        60,
+        120,
+        300,
+    ]
+    assert "seedance.asyncio.connection.duration" not in metrics
 
 
 def test_open_connections_idle_and_active(shipping):
@@ -249,8 +273,9 @@ def test_metrics_follow_a_new_instrument_after_uninstrument(shipping):
             for rm in data.resource_metrics
             for sm in rm.scope_metrics
             for m in sm.metrics
-            if m.name == "seedance.snapshots.dropped"
+            if m.name == "seedance.snapshot.exported"
             for p in m.data.data_points
+            if p.attributes.get("error.type") == "exporter_none"
         )
 
     with HttpFaultServer(lambda info: Action.RST) as server:

@@ -67,6 +67,23 @@ def write_app(tmp_path: Path, url: str, first_line: str = "") -> Path:
     return app
 
 
+def run_app(
+    tmp_path: Path,
+    url: str,
+    receiver: Receiver,
+    first_line: str,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run the app with ``first_line`` prepended, exporting to ``receiver``; it must exit 0."""
+    app = write_app(tmp_path, url, first_line=first_line)
+    proc = run(
+        [sys.executable, str(app)],
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint, **(env or {})},
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def check_events_join_client_spans(receiver: Receiver) -> None:
     assert receiver.wait_for_snapshots(2, 20), receiver.requests
     assert receiver.wait_for_spans(2, 20), receiver.requests
@@ -96,36 +113,85 @@ def test_opentelemetry_instrument_loads_us(tmp_path, server):
 
 def test_import_auto_first_line(tmp_path, server):
     with Receiver("127.0.0.1", 0, None) as receiver:
-        app = write_app(tmp_path, server.url(""), first_line="import seedance_otel.auto  # noqa\n")
-        proc = run(
-            [sys.executable, str(app)],
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint},
-            tmp_path,
-        )
-        assert proc.returncode == 0, proc.stderr
+        run_app(tmp_path, server.url(""), receiver, "import seedance_otel.auto  # noqa\n")
         check_events_join_client_spans(receiver)
 
 
 def test_disabled_means_nothing(tmp_path, server):
     with Receiver("127.0.0.1", 0, None) as receiver:
-        app = write_app(
+        run_app(
             tmp_path,
             server.url(""),
-            first_line=(
-                "import seedance_otel.auto  # noqa\n"
-                "import aiohttp.connector, ssl\n"
-                "assert not hasattr(aiohttp.connector.BaseConnector._release, '__wrapped__')\n"
-                "assert not hasattr(ssl.SSLContext.set_alpn_protocols, '__wrapped__')\n"
-            ),
+            receiver,
+            "import seedance_otel.auto  # noqa\n"
+            "import aiohttp.connector, ssl\n"
+            "assert not hasattr(aiohttp.connector.BaseConnector._release, '__wrapped__')\n"
+            "assert not hasattr(ssl.SSLContext.set_alpn_protocols, '__wrapped__')\n",
+            {"SEEDANCE_OTEL_ENABLED": "false"},
         )
-        proc = run(
-            [sys.executable, str(app)],
-            {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint,
-                "SEEDANCE_OTEL_ENABLED": "false",
-            },
-            tmp_path,
-        )
-        assert proc.returncode == 0, proc.stderr
         assert not receiver.wait_for_snapshots(1, 1.0)
         assert receiver.spans == []  # no SDK set-up either
+
+
+LOGGING_APP = """
+import logging
+logging.getLogger("shop").warning("hello from the application")
+"""
+
+
+def test_import_auto_sets_up_the_sdk_as_opentelemetry_instrument_does(tmp_path):
+    """The SDK's own configurator runs: OTEL_LOGS_EXPORTER gives the application a
+    logs pipeline, which configuring tracer and meter providers by hand never did."""
+    app = tmp_path / "app.py"
+    app.write_text("import seedance_otel.auto  # noqa\n" + LOGGING_APP)
+    proc = run(
+        [sys.executable, str(app)],
+        {
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "console",
+            "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+            "SEEDANCE_OTEL_EXPORTER": "none",
+        },
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "hello from the application" in proc.stdout, proc.stdout + proc.stderr
+    assert '"service.name": "zero-code-app"' in proc.stdout
+
+
+@pytest.mark.parametrize("disabled", ["seedance", "*", "httpx, seedance"])
+def test_import_auto_honours_disabled_instrumentations(tmp_path, server, disabled):
+    with Receiver("127.0.0.1", 0, None) as receiver:
+        run_app(
+            tmp_path,
+            server.url(""),
+            receiver,
+            "import seedance_otel.auto  # noqa\n"
+            "import ssl\n"
+            "assert not hasattr(ssl.SSLContext.set_alpn_protocols, '__wrapped__')\n",
+            {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled},
+        )
+        assert not receiver.wait_for_snapshots(1, 1.0)
+        if disabled == "seedance":
+            # The SDK and the contrib instrumentations still ran: client spans arrived.
+            assert receiver.wait_for_spans(2, 20), receiver.requests
+
+
+def test_import_auto_after_the_application_configured_its_sdk(tmp_path, server):
+    """Providers set in code first are kept; only the instrumentations are enabled."""
+    with Receiver("127.0.0.1", 0, None) as receiver:
+        run_app(
+            tmp_path,
+            server.url(""),
+            receiver,
+            "from opentelemetry import trace\n"
+            "from opentelemetry.sdk.trace import TracerProvider\n"
+            "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+            "from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter\n"
+            "mine = TracerProvider()\n"
+            "mine.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter()))\n"
+            "trace.set_tracer_provider(mine)\n"
+            "import seedance_otel.auto  # noqa\n"
+            "assert trace.get_tracer_provider() is mine\n",
+        )
+        check_events_join_client_spans(receiver)

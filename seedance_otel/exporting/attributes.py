@@ -8,6 +8,13 @@ attributes. Names follow the semantic conventions where one exists
 seconds. :func:`snapshot_from_attributes` reverses the mapping (the receiver
 and ``diagnose`` use it), so the JSONL written from OTLP is the same as the
 JSONL written in-process.
+
+OTel has no null and the semantic conventions no placeholders: an unknown
+value is an absent attribute, never ``""``, ``0`` or ``"(none)"``.
+``error.type`` / ``exception.*`` describe a real exception only: a FIN is
+not one (the snapshot's ``error_type`` reads ``EOF`` then) and a peer closing
+an idle connection is not an error at all; the fault's own description then
+travels as ``seedance.fault.message``.
 """
 
 from __future__ import annotations
@@ -16,11 +23,18 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.util.http import sanitize_method
+
 from .._snapshot import FaultKind, ResetContextSnapshot
 
 __all__ = [
     "EVENT_NAME",
     "FIELD_TO_ATTRIBUTE",
+    "NO_EXCEPTION",
+    "WIRE_ATTRIBUTES",
+    "fault_error_type",
+    "http_method_attributes",
+    "protocol_version",
     "snapshot_from_attributes",
     "snapshot_to_attributes",
 ]
@@ -44,10 +58,7 @@ FIELD_TO_ATTRIBUTE: dict[str, str] = {
     "connection_requests": "seedance.connection.requests",
     "alpn_offered": "seedance.tls.alpn.offered",
     "alpn_negotiated": "tls.next_protocol",
-    "http_method": "http.request.method",
     "url": "url.full",
-    "error_type": "exception.type",
-    "error_message": "exception.message",
     "errno": "seedance.errno",
     "dns_question": "dns.question.name",
     "dns_duration_s": "seedance.dns.duration",
@@ -56,6 +67,62 @@ FIELD_TO_ATTRIBUTE: dict[str, str] = {
     "timestamp_ns": "seedance.timestamp_ns",
 }
 _ATTRIBUTE_TO_FIELD = {v: k for k, v in FIELD_TO_ATTRIBUTE.items()}
+
+WIRE_ATTRIBUTES: frozenset[str] = frozenset(
+    (
+        *FIELD_TO_ATTRIBUTE.values(),
+        "http.request.method",
+        "http.request.method_original",
+        "network.protocol.version",
+        "error.type",
+        "exception.type",
+        "exception.message",
+        "seedance.fault.message",
+        "tls.protocol.name",
+        "tls.protocol.version",
+    )
+)
+"""Every attribute a fault record may carry (the README's list, Loki's labels)."""
+
+NO_EXCEPTION = "EOF"
+"""The snapshot's ``error_type`` when no exception was raised: the peer's FIN
+(``connection_reset`` while waiting for an answer, or ``peer_closed_idle``)."""
+
+# ALPN protocol id -> network.protocol.version (the HTTP version it selects).
+_ALPN_VERSIONS = {"h2": "2", "h2c": "2", "http/1.1": "1.1", "http/1.0": "1.0", "h3": "3"}
+
+
+def protocol_version(alpn_negotiated: str | None) -> str | None:
+    """``network.protocol.version`` from the negotiated ALPN (``h2`` -> ``2``)."""
+    if alpn_negotiated is None:
+        return None
+    return _ALPN_VERSIONS.get(alpn_negotiated)
+
+
+def fault_error_type(snapshot: ResetContextSnapshot) -> str | None:
+    """``error.type`` of a snapshot, or ``None`` when the fault is no error.
+
+    A peer closing an idle connection is normal; a FIN while waiting for an
+    answer is a failed request with no exception behind it.
+    """
+    if snapshot.kind is FaultKind.PEER_CLOSED_IDLE or snapshot.error_type == NO_EXCEPTION:
+        return None
+    return snapshot.error_type
+
+
+def http_method_attributes(method: str | None) -> dict[str, str]:
+    """``http.request.method`` as the semantic conventions normalise it.
+
+    A method outside the known set becomes ``_OTHER`` with the original in
+    ``http.request.method_original`` (contrib's ``sanitize_method``, which
+    ``OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS`` also governs).
+    """
+    if method is None:
+        return {}
+    sanitized = sanitize_method(method)
+    if sanitized == method:
+        return {"http.request.method": method}
+    return {"http.request.method": sanitized, "http.request.method_original": method}
 
 
 def _tls_protocol(version: str) -> tuple[str, str] | None:
@@ -81,7 +148,19 @@ def snapshot_to_attributes(snapshot: ResetContextSnapshot) -> dict[str, Any]:
     out["seedance.fault.kind"] = snapshot.kind.value
     if snapshot.alpn_offered is not None:
         out["seedance.tls.alpn.offered"] = list(snapshot.alpn_offered)
-    out["error.type"] = snapshot.error_type
+    out.update(http_method_attributes(snapshot.http_method))
+    version = protocol_version(snapshot.alpn_negotiated)
+    if version is not None:
+        out["network.protocol.version"] = version
+    error_type = fault_error_type(snapshot)
+    if error_type is not None:
+        out["error.type"] = error_type
+    if snapshot.error_type != NO_EXCEPTION:
+        out["exception.type"] = snapshot.error_type
+        if snapshot.error_message:
+            out["exception.message"] = snapshot.error_message
+    elif snapshot.error_message:
+        out["seedance.fault.message"] = snapshot.error_message
     if snapshot.tls_version:
         split = _tls_protocol(snapshot.tls_version)
         if split is not None:
@@ -113,8 +192,16 @@ def snapshot_from_attributes(
             f"{str(name).upper()}v{version}" if name in ("tls", "ssl") else str(version)
         )
     values["kind"] = FaultKind(values["kind"])
+    method = attributes.get("http.request.method_original", attributes.get("http.request.method"))
+    if method is not None:
+        values["http_method"] = str(method)
+    exception_type = attributes.get("exception.type")
+    values["error_type"] = str(exception_type) if exception_type is not None else NO_EXCEPTION
+    message = attributes.get(
+        "exception.message" if exception_type is not None else "seedance.fault.message", ""
+    )
+    values["error_message"] = str(message)
     values.setdefault("timestamp_ns", timestamp_ns or 0)
-    values.setdefault("error_message", "")
     values["trace_id"] = trace_id
     values["span_id"] = span_id
     return ResetContextSnapshot(**values)

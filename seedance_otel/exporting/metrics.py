@@ -4,80 +4,120 @@ Instrument names (OTel, then the Prometheus name the collector's / the
 Prometheus exporter's translation produces):
 
 * ``seedance.connection.faults`` counter ``{fault}`` by ``seedance.fault.kind``,
-  ``seedance.library``, ``server.address``, ``error.type``
+  ``seedance.library``, ``server.address``, ``error.type`` (and
+  ``dns.question.name`` for ``dns_timeout`` / ``dns_error``)
   -> ``seedance_connection_faults_total``
 * ``seedance.connection.idle_before_fault`` histogram ``s`` by kind, library,
   ``server.address``; buckets that resolve common idle timeouts
   -> ``seedance_connection_idle_before_fault_seconds_bucket``
-* ``seedance.snapshots.exported`` / ``seedance.snapshots.dropped`` (by
-  ``seedance.drop.reason``) / ``seedance.snapshots.export_failed``
-  -> ``seedance_snapshots_exported_total`` ...
-* ``seedance.tls.alpn.mismatches`` counter by ``seedance.tls.alpn.offered``
-  (comma-joined, ``(none)`` when nothing was offered), ``tls.next_protocol``
-  (``(none)``), ``server.address`` -> ``seedance_tls_alpn_mismatches_total``
+* ``seedance.tls.alpn.mismatches`` counter ``{mismatch}`` by
+  ``seedance.tls.alpn.offered`` (``string[]``, as on the log record),
+  ``tls.next_protocol``, ``server.address``, ``seedance.fault.kind``
+  -> ``seedance_tls_alpn_mismatches_total``
+* ``seedance.snapshot.exported`` counter ``{snapshot}``: every snapshot once
+  its fate is settled, ``error.type`` absent when the exporter took it, else
+  why not (``export_failed``, ``ring_overwrite``, ``after_shutdown``,
+  ``exporter_none``) -> ``seedance_snapshot_exported_total``; and
+  ``seedance.snapshot.queue.size`` / ``.queue.capacity`` (the ring), so
+  ``captured == sum(exported) + queue.size`` exactly. This follows the SDK
+  self-observability pattern of the semantic conventions
+  (``otel.sdk.exporter.log.exported``, ``otel.sdk.processor.log.queue.size``).
 * ``http.client.open_connections`` ``{connection}`` by
-  ``http.connection.state`` (idle/active), ``server.address``, ``server.port``
-  -> ``http_client_open_connections``
-* ``http.client.connection.duration`` histogram ``s``
-  -> ``http_client_connection_duration_seconds_bucket``
+  ``http.connection.state`` (idle/active), ``server.address``,
+  ``server.port``, ``network.protocol.version``
+  -> ``http_client_open_connections``; ``http.client.connection.duration``
+  histogram ``s`` -> ``http_client_connection_duration_seconds_bucket``.
+  aiohttp and httpx connections only.
+* ``seedance.asyncio.open_connections`` / ``seedance.asyncio.connection.duration``:
+  the same for plain asyncio connections (Redis, databases, websockets),
+  which are not HTTP.
 * ``dns.lookup.duration`` histogram ``s`` by ``dns.question.name`` (and
-  ``error.type`` on failure) -> ``dns_lookup_duration_seconds_bucket``
+  ``error.type`` on failure: ``host_not_found``, ``timeout``, ...)
+  -> ``dns_lookup_duration_seconds_bucket``
 
-Nothing here runs per request: fault counters run per snapshot, connection
-duration per closed connection, DNS per lookup, and the open-connection and
-snapshot counts are observed (callbacks at collection time).
+Unknown values are left out, never sent as ``""`` or ``0``. Nothing here runs
+per request: fault counters run per snapshot, connection duration per closed
+connection, DNS per lookup, and the open-connection and snapshot counts are
+observed (callbacks at collection time).
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .._connection import IDLE_BUCKETS_S, ConnectionHistory
 from .._dns import DnsProbe
+from .._ring import Accounting
 from .._snapshot import FaultKind, ResetContextSnapshot
 from .._version import __version__
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
+from .attributes import fault_error_type, protocol_version
 
 __all__ = [
     "ALPN_MISMATCHES",
+    "ASYNCIO_CONNECTION_DURATION",
+    "ASYNCIO_OPEN_CONNECTIONS",
     "CONNECTION_DURATION",
     "DNS_LOOKUP_DURATION",
-    "DROPPED",
     "EXPORTED",
     "EXPORT_FAILED",
     "FAULTS",
     "IDLE_BEFORE_FAULT",
     "OPEN_CONNECTIONS",
+    "QUEUE_CAPACITY",
+    "QUEUE_SIZE",
     "Metrics",
 ]
 
 FAULTS = "seedance.connection.faults"
 IDLE_BEFORE_FAULT = "seedance.connection.idle_before_fault"
-EXPORTED = "seedance.snapshots.exported"
-DROPPED = "seedance.snapshots.dropped"
-EXPORT_FAILED = "seedance.snapshots.export_failed"
+EXPORTED = "seedance.snapshot.exported"
+QUEUE_SIZE = "seedance.snapshot.queue.size"
+QUEUE_CAPACITY = "seedance.snapshot.queue.capacity"
 ALPN_MISMATCHES = "seedance.tls.alpn.mismatches"
 OPEN_CONNECTIONS = "http.client.open_connections"
 CONNECTION_DURATION = "http.client.connection.duration"
+ASYNCIO_OPEN_CONNECTIONS = "seedance.asyncio.open_connections"
+ASYNCIO_CONNECTION_DURATION = "seedance.asyncio.connection.duration"
 DNS_LOOKUP_DURATION = "dns.lookup.duration"
 
-# Semconv's advice for http.client.connection.duration and dns.lookup.duration.
+EXPORT_FAILED = "export_failed"
+"""``error.type`` of snapshots the exporter failed to deliver."""
+
+ASYNCIO_LIBRARY = "asyncio"
+"""``ConnectionHistory.library`` of plain asyncio connections (not HTTP)."""
+
+# Semconv's advice for dns.lookup.duration (the HTTP request-duration buckets).
 _DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
-_CONNECTION_BUCKETS_S = (0.01, 0.1, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# Semconv's advice for http.client.connection.duration.
+CONNECTION_BUCKETS_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+
+_DNS_KINDS = (FaultKind.DNS_TIMEOUT, FaultKind.DNS_ERROR)
+
+AccountingSource = Callable[[], Accounting]
+"""What the snapshot counts are read from: the runtime's ``ring.accounting``."""
+
+ConnectionKey = tuple[bool, str, str | None, int | None, str, str | None]
+"""(plain asyncio?, state, server.address, server.port, library, protocol version)"""
 
 
 class Metrics:
-    """The instruments, and the listeners that feed them."""
+    """The instruments, and the listeners that feed them.
 
-    def __init__(self, meter_provider: Any = None) -> None:
+    ``accounting`` is passed in by the runtime that owns the ring; nothing here
+    reads the runtime itself.
+    """
+
+    def __init__(
+        self, accounting: AccountingSource, *, capacity: int, meter_provider: Any = None
+    ) -> None:
+        self._accounting = accounting
+        self._capacity = capacity
         meter = otel_metrics.get_meter("seedance_otel", __version__, meter_provider=meter_provider)
         self._faults = meter.create_counter(
             FAULTS, unit="{fault}", description="Connection faults recorded, by kind and peer."
@@ -93,7 +133,13 @@ class Metrics:
             CONNECTION_DURATION,
             unit="s",
             description="Lifetime of HTTP client connections.",
-            explicit_bucket_boundaries_advisory=list(_CONNECTION_BUCKETS_S),
+            explicit_bucket_boundaries_advisory=list(CONNECTION_BUCKETS_S),
+        )
+        self._asyncio_duration = meter.create_histogram(
+            ASYNCIO_CONNECTION_DURATION,
+            unit="s",
+            description="Lifetime of plain asyncio client connections (not aiohttp or httpx).",
+            explicit_bucket_boundaries_advisory=list(CONNECTION_BUCKETS_S),
         )
         self._dns = meter.create_histogram(
             DNS_LOOKUP_DURATION,
@@ -103,26 +149,27 @@ class Metrics:
         )
         self._alpn = meter.create_counter(
             ALPN_MISMATCHES,
-            unit="{fault}",
+            unit="{mismatch}",
             description="ALPN mismatches by what the client offered and the server selected.",
         )
         meter.create_observable_counter(
             EXPORTED,
             callbacks=[_observe_exported],
             unit="{snapshot}",
-            description="Snapshots handed to the exporter successfully.",
+            description="Snapshots whose fate is settled: exported (no error.type), "
+            "or failed / dropped, with the reason in error.type.",
         )
-        meter.create_observable_counter(
-            EXPORT_FAILED,
-            callbacks=[_observe_export_failed],
+        meter.create_observable_up_down_counter(
+            QUEUE_SIZE,
+            callbacks=[_observe_queue_size],
             unit="{snapshot}",
-            description="Snapshots the exporter failed to deliver.",
+            description="Snapshots captured and not settled yet (in the ring or in flight).",
         )
-        meter.create_observable_counter(
-            DROPPED,
-            callbacks=[_observe_dropped],
+        meter.create_observable_up_down_counter(
+            QUEUE_CAPACITY,
+            callbacks=[_observe_queue_capacity],
             unit="{snapshot}",
-            description="Snapshots dropped before export, by reason.",
+            description="Snapshots the ring holds before it overwrites unread ones.",
         )
         meter.create_observable_up_down_counter(
             OPEN_CONNECTIONS,
@@ -130,21 +177,37 @@ class Metrics:
             unit="{connection}",
             description="Open HTTP client connections, idle or active.",
         )
+        meter.create_observable_up_down_counter(
+            ASYNCIO_OPEN_CONNECTIONS,
+            callbacks=[_observe_asyncio_open_connections],
+            unit="{connection}",
+            description="Open plain asyncio client connections, idle or active.",
+        )
         self._connections: weakref.WeakSet[ConnectionHistory] = weakref.WeakSet()
         self._lock = threading.Lock()
+        _make_live(self)
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
 
+    def retire(self) -> None:
+        """Stop reporting observed values (uninstrumented); a new ``Metrics`` takes over."""
+        _retire(self)
+
     # -- listeners -----------------------------------------------------------
 
     def on_snapshot(self, snapshot: ResetContextSnapshot) -> None:
-        attributes = {
+        attributes: dict[str, Any] = {
             "seedance.fault.kind": snapshot.kind.value,
             "seedance.library": snapshot.library,
-            "server.address": snapshot.server_address or "",
-            "error.type": snapshot.error_type,
         }
+        if snapshot.server_address:
+            attributes["server.address"] = snapshot.server_address
+        error_type = fault_error_type(snapshot)
+        if error_type is not None:
+            attributes["error.type"] = error_type
+        if snapshot.dns_question and snapshot.kind in _DNS_KINDS:
+            attributes["dns.question.name"] = snapshot.dns_question
         self._faults.add(1, attributes)
         if snapshot.kind is FaultKind.ALPN_MISMATCH or (
             snapshot.kind is FaultKind.CONNECTION_RESET
@@ -153,20 +216,12 @@ class Metrics:
             and snapshot.tls_version is not None
             and not snapshot.connection_reused
         ):
-            self._alpn.add(
-                1,
-                {
-                    "seedance.tls.alpn.offered": ",".join(snapshot.alpn_offered or ()) or "(none)",
-                    "tls.next_protocol": snapshot.alpn_negotiated or "(none)",
-                    "server.address": snapshot.server_address or "",
-                    "seedance.fault.kind": snapshot.kind.value,
-                },
-            )
+            self._alpn.add(1, _alpn_attributes(snapshot))
         if snapshot.connection_idle_s is not None and snapshot.kind in (
             FaultKind.CONNECTION_RESET,
             FaultKind.PEER_CLOSED_IDLE,
         ):
-            del attributes["error.type"]
+            attributes.pop("error.type", None)
             self._idle.record(snapshot.connection_idle_s, attributes)
 
     def on_connection_opened(self, history: ConnectionHistory) -> None:
@@ -176,14 +231,16 @@ class Metrics:
     def on_connection_closed(self, history: ConnectionHistory, age_s: float) -> None:
         with self._lock:
             self._connections.discard(history)
-        self._connection_duration.record(
-            age_s,
-            {
-                "server.address": history.server_address or "",
-                "server.port": history.server_port or 0,
-                "seedance.library": history.library,
-            },
+        attributes = _peer_attributes(
+            history.server_address, history.server_port, protocol_version(history.alpn_negotiated)
         )
+        attributes["seedance.library"] = history.library
+        histogram = (
+            self._asyncio_duration
+            if history.library == ASYNCIO_LIBRARY
+            else self._connection_duration
+        )
+        histogram.record(age_s, attributes)
 
     def on_dns_lookup(self, probe: DnsProbe) -> None:
         attributes = {"dns.question.name": probe.question}
@@ -191,61 +248,124 @@ class Metrics:
             attributes["error.type"] = probe.error_type
         self._dns.record(probe.duration_s(), attributes)
 
-    def open_connection_counts(self) -> dict[tuple[str, str, int, str], int]:
+    # -- read at collection time -------------------------------------------------
+
+    def accounting(self) -> Accounting:
+        return self._accounting()
+
+    def capacity(self) -> int:
+        return self._capacity
+
+    def open_connection_counts(self) -> dict[ConnectionKey, int]:
         with self._lock:
             histories = list(self._connections)
-        counts: dict[tuple[str, str, int, str], int] = {}
+        counts: dict[ConnectionKey, int] = {}
         for history in histories:
-            state = "active" if history.active else "idle"
-            key = (state, history.server_address or "", history.server_port or 0, history.library)
+            key: ConnectionKey = (
+                history.library == ASYNCIO_LIBRARY,
+                "active" if history.active else "idle",
+                history.server_address,
+                history.server_port,
+                history.library,
+                protocol_version(history.alpn_negotiated),
+            )
             counts[key] = counts.get(key, 0) + 1
         return counts
 
 
+def _peer_attributes(address: str | None, port: int | None, version: str | None) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    if address:
+        attributes["server.address"] = address
+    if port:
+        attributes["server.port"] = port
+    if version is not None:
+        attributes["network.protocol.version"] = version
+    return attributes
+
+
+def _alpn_attributes(snapshot: ResetContextSnapshot) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "seedance.tls.alpn.offered": list(snapshot.alpn_offered or ()),
+        "seedance.fault.kind": snapshot.kind.value,
+    }
+    if snapshot.alpn_negotiated:
+        attributes["tls.next_protocol"] = snapshot.alpn_negotiated
+    if snapshot.server_address:
+        attributes["server.address"] = snapshot.server_address
+    return attributes
+
+
 # -- observed at collection time ------------------------------------------------
 #
-# Module-level callbacks that read the current runtime: the SDK hands back the
+# Module-level callbacks that read the live Metrics: the SDK hands back the
 # instrument registered first for a name and ignores later callbacks, so
-# callbacks bound to one runtime would keep reporting it after uninstrument()
-# and instrument() again (and keep it alive).
+# callbacks bound to one Metrics would keep reporting it after uninstrument()
+# and instrument() again. The live one is held weakly (it never keeps a
+# runtime alive) and set by the Metrics itself, so this module never reads
+# the runtime.
+
+_live: weakref.ref[Metrics] | None = None
 
 
-def _current() -> Runtime | None:
-    from .. import _runtime
+def _make_live(metrics: Metrics) -> None:
+    global _live  # noqa: PLW0603
+    _live = weakref.ref(metrics)
 
-    return _runtime.RUNTIME
+
+def _retire(metrics: Metrics) -> None:
+    global _live  # noqa: PLW0603
+    if _live is not None and _live() is metrics:
+        _live = None
+
+
+def _current() -> Metrics | None:
+    ref = _live
+    return ref() if ref is not None else None
 
 
 def _observe_exported(options: CallbackOptions) -> Iterable[Observation]:
-    runtime = _current()
-    if runtime is not None:
-        yield Observation(runtime.ring.accounting().exported)
+    metrics = _current()
+    if metrics is None:
+        return
+    accounting = metrics.accounting()
+    yield Observation(accounting.exported)
+    yield Observation(accounting.export_failed, {"error.type": EXPORT_FAILED})
+    for reason, count in accounting.dropped_by_reason.items():
+        yield Observation(count, {"error.type": reason})
 
 
-def _observe_export_failed(options: CallbackOptions) -> Iterable[Observation]:
-    runtime = _current()
-    if runtime is not None:
-        yield Observation(runtime.ring.accounting().export_failed)
+def _observe_queue_size(options: CallbackOptions) -> Iterable[Observation]:
+    metrics = _current()
+    if metrics is not None:
+        yield Observation(metrics.accounting().pending)
 
 
-def _observe_dropped(options: CallbackOptions) -> Iterable[Observation]:
-    runtime = _current()
-    if runtime is not None:
-        for reason, count in runtime.ring.accounting().dropped_by_reason.items():
-            yield Observation(count, {"seedance.drop.reason": reason})
+def _observe_queue_capacity(options: CallbackOptions) -> Iterable[Observation]:
+    metrics = _current()
+    if metrics is not None:
+        yield Observation(metrics.capacity())
+
+
+def _observe_connections(plain_asyncio: bool) -> Iterable[Observation]:
+    metrics = _current()
+    if metrics is None:
+        return
+    for key, count in metrics.open_connection_counts().items():
+        is_asyncio, state, address, port, library, version = key
+        if is_asyncio is not plain_asyncio:
+            continue
+        attributes = _peer_attributes(address, port, version)
+        attributes["seedance.library"] = library
+        attributes["http.connection.state" if not is_asyncio else "seedance.connection.state"] = (
+            state
+        )
+        yield Observation(count, attributes)
 
 
 def _observe_open_connections(options: CallbackOptions) -> Iterable[Observation]:
-    runtime = _current()
-    if runtime is None or runtime.metrics is None:
-        return
-    for (state, address, port, library), count in runtime.metrics.open_connection_counts().items():
-        yield Observation(
-            count,
-            {
-                "http.connection.state": state,
-                "server.address": address,
-                "server.port": port,
-                "seedance.library": library,
-            },
-        )
+    return _observe_connections(plain_asyncio=False)
+
+
+def _observe_asyncio_open_connections(options: CallbackOptions) -> Iterable[Observation]:
+    return _observe_connections(plain_asyncio=True)

@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -118,12 +119,19 @@ def default_resource() -> Resource:
 def to_log_records(
     snapshots: Sequence[ResetContextSnapshot], resource: Resource, scope: InstrumentationScope
 ) -> list[Any]:
-    """SDK ``ReadableLogRecord``s: event ``seedance.connection.fault``, WARN, trace context."""
+    """SDK ``ReadableLogRecord``s: event ``seedance.connection.fault``, WARN, trace context.
+
+    ``timestamp`` is when the fault happened, ``observed_timestamp`` when this
+    record was made from it (the log data model's two clocks). The snapshot
+    keeps the trace and span id but not the span's trace flags, so the record
+    claims none (``sampled`` unset) rather than a sampling decision nobody made.
+    """
     from opentelemetry._logs import LogRecord, SeverityNumber
     from opentelemetry.context import Context
     from opentelemetry.sdk._logs import ReadableLogRecord
     from opentelemetry.trace import set_span_in_context
 
+    observed_ns = time.time_ns()
     records = []
     for snapshot in snapshots:
         context: Context | None = None
@@ -132,12 +140,12 @@ def to_log_records(
                 trace_id=int(snapshot.trace_id, 16),
                 span_id=int(snapshot.span_id, 16),
                 is_remote=False,
-                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+                trace_flags=TraceFlags(TraceFlags.DEFAULT),
             )
             context = set_span_in_context(NonRecordingSpan(span_context))
         record = LogRecord(
             timestamp=snapshot.timestamp_ns,
-            observed_timestamp=snapshot.timestamp_ns,
+            observed_timestamp=observed_ns,
             context=context,
             severity_text="WARN",
             severity_number=SeverityNumber.WARN,

@@ -498,7 +498,6 @@ LIBRARY = Library(
     modules=("aiohttp",),
     install=install,
     uninstall=uninstall,
-    requirement="aiohttp >= 3.10, < 4",
     exceptions=ExceptionNames(
         timeout=frozenset({_ERRORS + "ServerTimeoutError"}),
         dns=frozenset({_ERRORS + "ClientConnectorDNSError"}),
@@ -519,8 +518,9 @@ LIBRARY = Library(
     times_own_lookups=True,
     default_keepalive_s=15.0,
     contrib=ContribInstrumentor(
-        "aiohttp-client",
-        "opentelemetry.instrumentation.aiohttp_client",
-        "AioHttpClientInstrumentor",
+        entry_point="aiohttp-client",
+        module="opentelemetry.instrumentation.aiohttp_client",
+        class_name="AioHttpClientInstrumentor",
+        instruments="aiohttp",
     ),
 )

@@ -512,7 +512,6 @@ LIBRARY = Library(
     modules=("httpcore",),
     install=install,
     uninstall=uninstall,
-    requirement="httpx >= 0.27, < 1",
     exceptions=ExceptionNames(
         timeout=frozenset({"httpx.TimeoutException", "httpcore.TimeoutException"}),
         pool_timeout=frozenset({"httpx.PoolTimeout", "httpcore.PoolTimeout"}),
@@ -527,6 +526,9 @@ LIBRARY = Library(
     sees_idle_fin=False,
     default_keepalive_s=5.0,
     contrib=ContribInstrumentor(
-        "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"
+        entry_point="httpx",
+        module="opentelemetry.instrumentation.httpx",
+        class_name="HTTPXClientInstrumentor",
+        instruments="httpx",
     ),
 )

@@ -2,8 +2,8 @@
 
 Adding a library is one module in this package with its
 :class:`~seedance_otel._library.Library` and one line here. Everything else
-(classifier, capture, diagnosis, metrics, ``auto``, the entry point and the
-``instruments-any`` extra) reads library facts through this registry.
+(classifier, capture, diagnosis, ``auto`` and the entry point) reads library
+facts through this registry.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from .._library import ExceptionNames, Library
 from . import aiohttp_client, asyncio_sockets, httpx_client, name_resolution, ssl_alpn
 
-__all__ = ["LIBRARIES", "SUPPORT_HOOKS", "exception_names", "library_named", "requirements"]
+__all__ = ["LIBRARIES", "SUPPORT_HOOKS", "exception_names", "library_named"]
 
 LIBRARIES: tuple[Library, ...] = (
     aiohttp_client.LIBRARY,
@@ -39,11 +39,6 @@ def library_named(name: str | None) -> Library | None:
 def exception_names() -> ExceptionNames:
     """The classifier's view: every library's exception names together."""
     return _EXCEPTIONS
-
-
-def requirements() -> tuple[str, ...]:
-    """The ``instruments-any`` entries: any one of these libraries is enough."""
-    return tuple(lib.requirement for lib in LIBRARIES if lib.requirement is not None)
 
 
 _EXCEPTIONS = ExceptionNames.merged(library.exceptions for library in LIBRARIES)
