@@ -132,6 +132,9 @@ def _message_cases() -> list[Case]:
     add("env-style", "OPENAI_API_KEY={s}", _alnum("b27", 40))
     add("aws-secret", "aws_secret_access_key = {s}", _alnum("b28", 40))
     add("db-password-env", "DB_PASSWORD={s} not accepted", _word("b29"), ("not accepted",))
+    # Quotes escaped once more, as a repr() inside an exception message has them.
+    add("repr-escaped", "bytearray(b\"{{\\'refresh_token\\': \\'{s}\\'}}\")", _alnum("b30", 40))
+    add("repr-inner-quote", 'b\'password="a\\\\"{s}" tail\'', _word("b31"), ("tail",))
     # Cookies.
     add("cookie", "Cookie: sid={s}; theme=dark", _alnum("c1", 32))
     add("set-cookie", "Set-Cookie: session={s}; Path=/; HttpOnly", _alnum("c2", 32))
