@@ -297,3 +297,17 @@ def test_an_unknown_path_is_404(receiver: Receiver) -> None:
     )
     assert status == 404
     assert status_message(answer)
+
+
+def test_a_client_that_stops_mid_body_gets_408_and_is_dropped(jsonl: Path) -> None:
+    with Receiver("127.0.0.1", None, 0, jsonl_path=str(jsonl), read_timeout_s=0.5) as receiver:
+        body = logs_request().SerializeToString()
+        with socket.create_connection(("127.0.0.1", receiver.http_port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[: len(body) // 2]
+            )
+            answer = sock.makefile("rb").read()  # returns once the server closes
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert nothing_stored(receiver, jsonl)

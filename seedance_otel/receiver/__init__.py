@@ -34,7 +34,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from .._snapshot import ResetContextSnapshot
 from ..exporting.attributes import EVENT_NAME, snapshot_from_attributes
-from ._http import MAX_BODY_BYTES, BadRequest, make_http_handler
+from ._http import MAX_BODY_BYTES, READ_TIMEOUT_S, BadRequest, make_http_handler
 
 __all__ = ["ReceivedSnapshot", "ReceivedSpan", "Receiver", "any_value"]
 
@@ -92,6 +92,7 @@ class Receiver:
         jsonl_path: str | None = None,
         keep_raw: bool = False,
         max_body_bytes: int = MAX_BODY_BYTES,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.host = host
         self._grpc_port_wanted = grpc_port
@@ -104,6 +105,8 @@ class Receiver:
         self.spans: list[ReceivedSpan] = []
         self.max_body_bytes = max_body_bytes
         """Largest OTLP/HTTP body accepted, on the wire and once inflated."""
+        self.read_timeout_s = read_timeout_s
+        """How long an OTLP/HTTP client may go without sending a byte of its body."""
         self.keep_raw = keep_raw
         self.raw: list[tuple[str, str, bytes]] = []
         """With ``keep_raw``: every accepted request's (transport, signal, serialized

@@ -14,8 +14,8 @@ Per the OTLP/HTTP specification and the collector's ``confighttp``:
   is ``411``/``400``; a body that does not decompress or parse, or records
   that do not make a snapshot, is ``400`` and nothing of the request is stored.
 * Every 4xx/5xx body is a ``google.rpc.Status`` in the request's encoding.
-* A client that stops sending mid-body is dropped after
-  :data:`READ_TIMEOUT_S` instead of holding a thread.
+* A client that stops sending mid-body gets ``408`` and is dropped after
+  :data:`READ_TIMEOUT_S` without a byte instead of holding a thread.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _media_type(header: str | None) -> str:
 def make_http_handler(receiver: Receiver) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        timeout = READ_TIMEOUT_S  # per socket read: a stalled client is dropped
+        timeout = receiver.read_timeout_s  # per socket read: a stalled client is dropped
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -177,7 +177,10 @@ def make_http_handler(receiver: Receiver) -> type[http.server.BaseHTTPRequestHan
             length = int(raw)
             if length > limit:
                 raise BadRequest(413, f"the body ({length} bytes) exceeds {limit} bytes")
-            body = self.rfile.read(length)
+            try:
+                body = self.rfile.read(length)
+            except TimeoutError:
+                raise BadRequest(408, f"no body byte for {self.timeout:g} s") from None
             if len(body) != length:
                 raise BadRequest(400, "the body ended before Content-Length bytes")
             return body
