@@ -108,12 +108,12 @@ _COOKIE_HEADER = re.compile(r"\b(?P<name>(?i:(?:set-)?cookie\s*:)|Digest)(?P<sep
 # A candidate ``name<sep>value``; whether the name is secret is decided in
 # Python (:func:`is_secret_name`), so one definition serves URLs and messages.
 _KEY_VALUE_IN_TEXT = re.compile(
-    r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<close>\\?["']|)(?P<sep>\s*[=:]\s*)(?P<value>"""
-    # Quoted (also quotes escaped once more, as in a repr() inside a message:
-    # \'x\'): up to the first matching quote followed by a delimiter, so
-    # escaped quotes inside the value end nothing.
-    r"""(?P<q>\\?["'])[^\r\n]*?(?P=q)(?=[\s,;&)}\]]|$)"""
-    r"""|\\?["'][^\s,;&)}\]]*"""  # an unterminated quote: up to a delimiter
+    r"""(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<close>\\*["']|)(?P<sep>\s*[=:]\s*)(?P<value>"""
+    # Quoted, also with quotes escaped by repr() layers (\'x\', \\\'x\\\'): up
+    # to the first matching quote followed by a delimiter, so escaped quotes
+    # inside the value end nothing.
+    r"""(?P<q>\\*["'])[^\r\n]*?(?P=q)(?=[\s,;&)}\]]|$)"""
+    r"""|\\*["'][^\s,;&)}\]]*"""  # an unterminated quote: up to a delimiter
     r"""|[^\s&'",;}\]\\]+)"""
 )
 # Cheap substring tests: a message without any of these skips the regexes.
