@@ -311,3 +311,22 @@ def test_a_client_that_stops_mid_body_gets_408_and_is_dropped(jsonl: Path) -> No
             answer = sock.makefile("rb").read()  # returns once the server closes
         assert answer.startswith(b"HTTP/1.1 408 ")
         assert nothing_stored(receiver, jsonl)
+
+
+def test_an_internal_error_is_a_500_not_a_traceback(
+    receiver: Receiver,
+    jsonl: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def broken(request: object, transport: str) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(receiver, "receive_traces", broken)
+    body = b""  # an empty ExportTraceServiceRequest
+    status, _, answer = post(
+        receiver, body, {"Content-Type": PROTOBUF, "Content-Length": "0"}, "/v1/traces"
+    )
+    assert status == 500
+    assert status_message(answer) == "internal error"
+    assert "Traceback" not in capfd.readouterr().err

@@ -24,6 +24,7 @@ import base64
 import binascii
 import http.server
 import json
+import logging
 import re
 import zlib
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_BODY_BYTES", "READ_TIMEOUT_S", "BadRequest", "make_http_handler"]
 
+_logger = logging.getLogger("seedance_otel.receiver")
+
 MAX_BODY_BYTES = 20 * 1024 * 1024
 READ_TIMEOUT_S = 10.0
 PROTOBUF = "application/x-protobuf"
@@ -51,6 +54,7 @@ _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
 _UNIMPLEMENTED = 12
 _NOT_FOUND = 5
+_INTERNAL = 13
 
 SIGNALS: dict[str, tuple[str, type[Message], type[Message]]] = {
     "/v1/logs": (
@@ -165,6 +169,11 @@ def make_http_handler(receiver: Receiver) -> type[http.server.BaseHTTPRequestHan
                 self._handle(body, content_type)
             except BadRequest as exc:
                 self._fail(answer_type, exc, close=False)
+            except Exception as exc:
+                # Our own bug, not the client's: one log line and a 500, not a
+                # traceback per request on the developer's terminal.
+                _logger.warning("receive: %s on %s: %s", type(exc).__name__, self.path[:100], exc)
+                self._fail(answer_type, BadRequest(500, "internal error"), close=True)
 
         def _read_body(self, limit: int) -> bytes:
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -216,6 +225,7 @@ def make_http_handler(receiver: Receiver) -> type[http.server.BaseHTTPRequestHan
         def _fail(self, content_type: str, exc: BadRequest, *, close: bool) -> None:
             code = {
                 404: _NOT_FOUND,
+                500: _INTERNAL,
                 405: _UNIMPLEMENTED,
                 413: _RESOURCE_EXHAUSTED,
                 415: _UNIMPLEMENTED,
