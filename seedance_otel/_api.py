@@ -135,8 +135,8 @@ class _AfterForkToken:
 _AFTER_FORK_TOKEN = _AfterForkToken()
 
 
-def _flush_at_multiprocessing_exit() -> None:
-    """In a multiprocessing child: flush through multiprocessing's exit finalizers.
+def _register_multiprocessing_exit_flush() -> None:
+    """In a multiprocessing child: have multiprocessing's exit finalizers flush us.
 
     Children started by ``fork`` or ``forkserver`` end with ``os._exit`` after
     running ``multiprocessing.util._exit_function``, so ``atexit`` never runs
@@ -161,7 +161,7 @@ def _on_multiprocessing_import(module: Any) -> None:
     # (``BaseProcess._after_fork``); its after-fork callbacks run after that.
     try:
         module.register_after_fork(
-            _AFTER_FORK_TOKEN, lambda _token: _flush_at_multiprocessing_exit()
+            _AFTER_FORK_TOKEN, lambda _token: _register_multiprocessing_exit_flush()
         )
     except Exception:
         _logger.debug("seedance_otel: cannot hook multiprocessing exit", exc_info=True)
@@ -169,7 +169,7 @@ def _on_multiprocessing_import(module: Any) -> None:
 
 def _register_process_hooks() -> None:
     global _process_hooks_registered  # noqa: PLW0603 - neither hook can be unregistered
-    _flush_at_multiprocessing_exit()  # instrumented inside a child (spawn, forkserver)
+    _register_multiprocessing_exit_flush()  # instrumented inside a child (spawn, forkserver)
     if _process_hooks_registered:
         return
     _process_hooks_registered = True
