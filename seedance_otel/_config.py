@@ -196,14 +196,39 @@ class Settings:
             )
         checked: dict[str, Any] = {}
         for name, value in options.items():
+            setting = _BY_OPTION[name]
             # Options go through the same parser as the environment, so both
-            # accept exactly the same values.
-            raw = str(value).lower() if isinstance(value, bool) else str(value)
+            # accept exactly the same values; but only values of the option's
+            # own type: str(None) would be the file name "None".
+            raw = _option_text(name, value, setting.default)
             try:
-                checked[name] = _BY_OPTION[name].parse(raw)
+                checked[name] = setting.parse(raw)
             except ValueError as exc:
                 raise ValueError(f"instrument({name}={value!r}): {exc}") from None
         return dataclasses.replace(self, **checked)
+
+
+def _option_text(name: str, value: Any, default: Any) -> str:
+    """``value`` as the text its parser takes; ``TypeError`` if it has the wrong type."""
+    if isinstance(default, bool):
+        expected: tuple[type, ...] = (bool,)
+    elif isinstance(default, int):
+        expected = (int,)
+    elif isinstance(default, float):
+        expected = (int, float)
+    else:
+        expected = (str, os.PathLike) if name == "file" else (str,)
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        names = " or ".join("path" if t is os.PathLike else t.__name__ for t in expected)
+        raise TypeError(
+            f"instrument({name}=...) must be {names}, got {type(value).__name__} {value!r}"
+        )
+    if isinstance(value, os.PathLike):
+        path = os.fspath(value)
+        if not isinstance(path, str):
+            raise TypeError(f"instrument({name}=...) must be a str path, got bytes {path!r}")
+        return path
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -139,14 +139,58 @@ def _after_fork_in_child() -> None:
         runtime.after_fork_in_child()
 
 
+_exit_finalizer_pid: int | None = None
+
+
+class _AfterForkToken:
+    """What ``multiprocessing.util.register_after_fork`` holds (weakly) for us."""
+
+
+_AFTER_FORK_TOKEN = _AfterForkToken()
+
+
+def _register_multiprocessing_exit_flush() -> None:
+    """In a multiprocessing child: have multiprocessing's exit finalizers flush us.
+
+    Children started by ``fork`` or ``forkserver`` end with ``os._exit`` after
+    running ``multiprocessing.util._exit_function``, so ``atexit`` never runs
+    there, but finalizers registered with an exit priority do. Registered once
+    per process, and only in a multiprocessing child (the main process has
+    ``atexit``). A child that never captured anything has no shipper: the flush
+    is then a no-op.
+    """
+    global _exit_finalizer_pid  # noqa: PLW0603 - one finalizer per process
+    util = sys.modules.get("multiprocessing.util")
+    process = sys.modules.get("multiprocessing.process")
+    if util is None or process is None or _exit_finalizer_pid == os.getpid():
+        return
+    if process.parent_process() is None:
+        return
+    _exit_finalizer_pid = os.getpid()
+    util.Finalize(None, _at_exit, exitpriority=10)
+
+
+def _on_multiprocessing_import(module: Any) -> None:
+    # A forked child's finalizers are cleared when its Process starts
+    # (``BaseProcess._after_fork``); its after-fork callbacks run after that.
+    try:
+        module.register_after_fork(
+            _AFTER_FORK_TOKEN, lambda _token: _register_multiprocessing_exit_flush()
+        )
+    except Exception:
+        _logger.debug("seedance_otel: cannot hook multiprocessing exit", exc_info=True)
+
+
 def _register_process_hooks() -> None:
     global _process_hooks_registered  # noqa: PLW0603 - neither hook can be unregistered
+    _register_multiprocessing_exit_flush()  # instrumented inside a child (spawn, forkserver)
     if _process_hooks_registered:
         return
     _process_hooks_registered = True
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
+    wrapt.register_post_import_hook(_on_multiprocessing_import, "multiprocessing.util")
 
 
 # -- lifecycle ----------------------------------------------------------------------

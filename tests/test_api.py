@@ -96,7 +96,7 @@ def test_instrument_is_idempotent_and_rejects_unknown_options(caplog):
     seedance_otel.uninstrument()
     with pytest.raises(TypeError, match="ring_sise"):
         seedance_otel.instrument(ring_sise=10)
-    with pytest.raises(ValueError, match="ring_size"):
+    with pytest.raises(TypeError, match="ring_size"):
         seedance_otel.instrument(ring_size="many")
     try:
         seedance_otel.instrument(exporter="none")

@@ -17,26 +17,31 @@ Grafana you cannot mount files into:
 3. ``POST /api/dashboards/db`` with ``overwrite: true`` per dashboard: the
    dashboards keep their uids, so a newer version replaces the older one.
 
-Only the standard library speaks HTTP here (``urllib``): installing
+Only the standard library speaks HTTP here (``http.client``): installing
 dashboards must not pull an HTTP client into the application's environment.
 Every failure is one line on stderr and a non-zero exit; credentials never
-appear in messages.
+appear in messages, never go to another origin (redirects are not followed)
+and never sit in the URL. ``--timeout`` bounds each request as a whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import http.client
 import json
+import math
 import os
 import re
+import socket
 import sys
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .._redact import redact_url
 from .._version import __version__
 from . import DATASOURCE_UIDS, dashboard_names, datasource_uids, export, load_dashboard
 
@@ -44,6 +49,7 @@ __all__ = ["GrafanaError", "install", "register", "run"]
 
 DEFAULT_FOLDER = "seedance-otel"
 _TIMEOUT_S = 10.0
+_MAX_ANSWER_BYTES = 16 * 1024 * 1024
 _PROG = "seedance-otel dashboards"
 
 
@@ -70,8 +76,28 @@ def folder_uid(title: str) -> str:
     return (slug or DEFAULT_FOLDER)[:40]
 
 
+def _has_control_characters(text: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
+def _checked_secret(value: str | None, what: str) -> str | None:
+    """A credential that can go into a header, or GrafanaError (never echoing it)."""
+    if value is None:
+        return None
+    if _has_control_characters(value) or not value.isascii():
+        raise GrafanaError(f"{what} contains a control or non-ASCII character")
+    return value
+
+
 class GrafanaClient:
-    """The few Grafana HTTP API calls ``install`` needs, over ``urllib``."""
+    """The few Grafana HTTP API calls ``install`` needs, over ``http.client``.
+
+    ``timeout_s`` is a deadline for each request as a whole (connect, send,
+    every byte of the answer): a server that trickles its answer cannot hold
+    the command past it. Redirects are never followed: credentials must not
+    travel to another origin, and a redirected POST would silently turn into
+    a GET; a 3xx is reported with the URL to use instead.
+    """
 
     def __init__(
         self,
@@ -82,45 +108,117 @@ class GrafanaClient:
         password: str | None = None,
         timeout_s: float = _TIMEOUT_S,
     ) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise GrafanaError(f"--grafana-url must be an http(s) URL, got {url!r}")
+        if _has_control_characters(url) or " " in url:
+            raise GrafanaError("--grafana-url must not contain spaces or control characters")
+        try:
+            parsed = urllib.parse.urlsplit(url)
+            port = parsed.port
+            host = parsed.hostname
+        except ValueError as exc:
+            raise GrafanaError(
+                f"--grafana-url is not a valid URL ({exc}): {redact_url(url)}"
+            ) from None
+        if parsed.scheme not in ("http", "https") or not host:
+            raise GrafanaError(f"--grafana-url must be an http(s) URL, got {redact_url(url)!r}")
+        if "@" in parsed.netloc:
+            raise GrafanaError(
+                "--grafana-url must not contain credentials (user:password@); use "
+                "--user/--password or GRAFANA_USER/GRAFANA_PASSWORD"
+            )
+        if not (math.isfinite(timeout_s) and timeout_s > 0):
+            raise GrafanaError(
+                f"the timeout must be a positive number of seconds, got {timeout_s}"
+            )
         self.url = url.rstrip("/")
+        self._https = parsed.scheme == "https"
+        self._host = host
+        self._port = port
+        self._base_path = parsed.path.rstrip("/")
         self.timeout_s = timeout_s
         self._headers = {
             "Accept": "application/json",
             "User-Agent": f"seedance-otel/{__version__}",
         }
+        token = _checked_secret(token, "the token")
+        user = _checked_secret(user, "the user name")
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         elif user is not None:
+            if password is not None and _has_control_characters(password):
+                raise GrafanaError("the password contains a control character")
             pair = f"{user}:{password or ''}".encode()
             self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """``(status, parsed JSON or None)``; GrafanaError only when Grafana is unreachable."""
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout_s)
+        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s)
+
+    def call(
+        self, method: str, path: str, body: Any = None, doing: str = "calling Grafana"
+    ) -> tuple[int, Any]:
+        """``(status, parsed JSON or None)`` of an answer that is not a redirect.
+
+        GrafanaError when Grafana is unreachable, misses the deadline,
+        redirects, or answers 2xx with something that is not JSON (not
+        Grafana's API: a proxy's login page, another server).
+        """
         data = None
         headers = dict(self._headers)
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(
-            self.url + path, data=data, headers=headers, method=method
-        )
+        conn = self._connection()
+        expired = threading.Event()
+
+        def expire() -> None:
+            # The deadline: wake whatever read or write is blocked on the socket.
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(self.timeout_s, expire)
+        timer.daemon = True
+        timer.start()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return response.status, _json_or_none(response.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                raw = exc.read()
-            except OSError:
-                raw = b""
-            finally:
-                exc.close()
-            return exc.code, _json_or_none(raw)
-        except OSError as exc:  # URLError, timeouts, TLS errors, refused connections
-            reason = getattr(exc, "reason", exc)
+            conn.request(method, self._base_path + path, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read(_MAX_ANSWER_BYTES + 1)
+            status, location = response.status, response.getheader("Location")
+            content_type = response.getheader("Content-Type") or "no content type"
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if expired.is_set():
+                raise GrafanaError(
+                    f"Grafana at {self.url} did not answer within {self.timeout_s:g} s "
+                    f"while {doing}"
+                ) from None
+            reason = getattr(exc, "reason", None) or exc
             raise GrafanaError(f"cannot reach Grafana at {self.url}: {reason}") from None
+        finally:
+            timer.cancel()
+            conn.close()
+        if expired.is_set():
+            raise GrafanaError(
+                f"Grafana at {self.url} did not answer within {self.timeout_s:g} s while {doing}"
+            )
+        if len(raw) > _MAX_ANSWER_BYTES:
+            raise GrafanaError(f"Grafana's answer while {doing} exceeds {_MAX_ANSWER_BYTES} bytes")
+        if 300 <= status < 400:
+            target = redact_url(location) if location else "nowhere"
+            raise GrafanaError(
+                f"Grafana answered {status} (redirect to {target}) while {doing}; redirects "
+                "are not followed, so credentials stay with --grafana-url: pass the URL "
+                "it redirects to"
+            )
+        parsed = _json_or_none(raw)
+        if 200 <= status < 300 and parsed is None:
+            raise GrafanaError(
+                f"{self.url} answered {status} with {content_type.split(';')[0]}, not JSON, "
+                f"while {doing}: is --grafana-url Grafana's base URL?"
+            )
+        return status, parsed
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -160,7 +258,9 @@ def check_datasources(client: GrafanaClient, uids: set[str], *, required: bool) 
     missing: list[str] = []
     for uid in sorted(uids):
         doing = f"checking data source {uid!r}"
-        status, body = client.call("GET", f"/api/datasources/uid/{urllib.parse.quote(uid)}")
+        status, body = client.call(
+            "GET", f"/api/datasources/uid/{urllib.parse.quote(uid)}", doing=doing
+        )
         if status == 200:
             continue
         if status == 404:
@@ -190,18 +290,18 @@ def ensure_folder(client: GrafanaClient, title: str) -> str:
     """The uid of the folder named ``title``, created if needed."""
     uid = folder_uid(title)
     doing = f"looking up folder {uid!r}"
-    status, body = client.call("GET", f"/api/folders/{urllib.parse.quote(uid)}")
+    status, body = client.call("GET", f"/api/folders/{urllib.parse.quote(uid)}", doing=doing)
     if status == 200:
         return uid
     if status != 404:
         _check_auth(status, body, doing)
         raise _unexpected(status, body, doing)
     doing = f"creating folder {title!r}"
-    status, body = client.call("POST", "/api/folders", {"uid": uid, "title": title})
+    status, body = client.call("POST", "/api/folders", {"uid": uid, "title": title}, doing)
     if status == 200:
         return str(body.get("uid", uid)) if isinstance(body, dict) else uid
     if status == 409:  # a folder with this title exists under another uid
-        status, listing = client.call("GET", "/api/folders?limit=1000")
+        status, listing = client.call("GET", "/api/folders?limit=1000", doing=doing)
         if status == 200 and isinstance(listing, list):
             for folder in listing:
                 if isinstance(folder, dict) and folder.get("title") == title:
@@ -224,10 +324,12 @@ def upload_dashboard(client: GrafanaClient, model: dict[str, Any], folder: str) 
     }
     title = str(model.get("title", model.get("uid")))
     doing = f"saving dashboard {title!r}"
-    status, body = client.call("POST", "/api/dashboards/db", payload)
+    status, body = client.call("POST", "/api/dashboards/db", payload, doing)
     if status == 200:
-        url = body.get("url", "") if isinstance(body, dict) else ""
-        return client.url + str(url) if str(url).startswith("/") else str(url)
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url:
+            raise GrafanaError(f"Grafana answered 200 without a dashboard URL while {doing}")
+        return client.url + url if url.startswith("/") else url
     if status == 412:
         raise GrafanaError(
             f"Grafana refused dashboard {title!r} (412 {_message(body)}); a dashboard "
@@ -304,7 +406,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "dashboards use (default: warn and install)",
     )
     install_parser.add_argument(
-        "--timeout", type=float, default=_TIMEOUT_S, help="seconds per HTTP request (default 10)"
+        "--timeout",
+        default=str(_TIMEOUT_S),
+        help="deadline in seconds for each HTTP request, answer included (default 10)",
     )
     return parser
 
@@ -325,8 +429,9 @@ def run(args: argparse.Namespace) -> int:
 def _run_export(directory: Path) -> int:
     try:
         written = export(directory)
-    except OSError as exc:
-        _error(f"cannot write to {directory}: {exc.strerror or exc}")
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or exc
+        _error(f"cannot write to {str(directory)!r}: {reason}")
         return 1
     for path in written:
         print(path)
@@ -347,9 +452,14 @@ def _run_install(args: argparse.Namespace) -> int:
     if token and args.user is not None:
         token = None  # an explicit --user wins over GRAFANA_TOKEN from the environment
     try:
-        client = GrafanaClient(
-            url, token=token, user=user, password=password, timeout_s=args.timeout
-        )
+        timeout_s = float(args.timeout)
+    except ValueError:
+        timeout_s = math.nan
+    if not (math.isfinite(timeout_s) and 0 < timeout_s <= 3600):
+        _error(f"--timeout must be a number of seconds in (0, 3600], got {args.timeout!r}")
+        return 2
+    try:
+        client = GrafanaClient(url, token=token, user=user, password=password, timeout_s=timeout_s)
         urls = install(
             client, folder_title=args.folder, require_datasources=args.require_datasources
         )

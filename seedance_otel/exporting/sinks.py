@@ -246,14 +246,28 @@ class JsonlSink:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._failing = False
+        """Warned already: one warning per run of failures, not one per batch."""
 
     def export(self, snapshots: Sequence[ResetContextSnapshot]) -> str:
         lines = "".join(json.dumps(s.to_dict(), separators=(",", ":")) + "\n" for s in snapshots)
-        try:
-            with self._lock, open(self.path, "a", encoding="utf-8") as f:
-                f.write(lines)
-        except OSError:
-            return ExportOutcome.FAILED
+        with self._lock:
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(lines)
+            except OSError as exc:
+                if not self._failing:
+                    self._failing = True
+                    _logger.warning(
+                        "seedance_otel: cannot append snapshots to %s (%s); they are counted "
+                        "as export_failed until it is writable",
+                        os.path.abspath(self.path),
+                        exc.strerror or exc,
+                    )
+                return ExportOutcome.FAILED
+            if self._failing:
+                self._failing = False
+                _logger.info("seedance_otel: appending snapshots to %s again", self.path)
         return ExportOutcome.EXPORTED
 
     def shutdown(self) -> None:

@@ -1,23 +1,25 @@
 """``seedance-otel receive``: a small local OTLP sink for trying the package without a collector.
 
-Listens for OTLP over gRPC (default 127.0.0.1:4317) and HTTP/protobuf (default
-127.0.0.1:4318), turns every ``seedance.connection.fault`` log event back into
-a :class:`ResetContextSnapshot`, prints one line each and can append them as
+Listens for OTLP over gRPC (default 127.0.0.1:4317) and HTTP (default
+127.0.0.1:4318, protobuf or OTLP/JSON), turns every ``seedance.connection.fault``
+log event back into a :class:`ResetContextSnapshot`, prints one line each and can append them as
 JSONL for ``seedance-otel diagnose``. Traces and metrics are accepted (and
 span ids kept, so a test can join events to client spans) but not stored.
 
 It is a developer tool and a test fixture, not a collector: no batching, no
 persistence, no auth, loopback by default. Built on ``grpcio`` and the
-official ``opentelemetry-proto`` messages.
+official ``opentelemetry-proto`` messages. Bad input gets the OTLP error
+answers and is never stored (see :mod:`._http`).
 """
 
 from __future__ import annotations
 
-import gzip
 import http.server
 import json
+import logging
 import threading
 import time
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent import futures
@@ -32,10 +34,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from .._snapshot import ResetContextSnapshot
 from ..exporting.attributes import EVENT_NAME, snapshot_from_attributes
+from ._http import MAX_BODY_BYTES, READ_TIMEOUT_S, BadRequest, make_http_handler
 
 __all__ = ["ReceivedSnapshot", "ReceivedSpan", "Receiver", "any_value"]
 
 FAILURE_MODES = (None, "unavailable", "hang")
+
+_logger = logging.getLogger("seedance_otel.receiver")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class Receiver:
         *,
         on_snapshot: Callable[[ReceivedSnapshot], None] | None = None,
         jsonl_path: str | None = None,
+        keep_raw: bool = False,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.host = host
         self._grpc_port_wanted = grpc_port
@@ -95,6 +103,14 @@ class Receiver:
         self._stopping = threading.Event()
         self.snapshots: list[ReceivedSnapshot] = []
         self.spans: list[ReceivedSpan] = []
+        self.max_body_bytes = max_body_bytes
+        """Largest OTLP/HTTP body accepted, on the wire and once inflated."""
+        self.read_timeout_s = read_timeout_s
+        """How long an OTLP/HTTP client may go without sending a byte of its body."""
+        self.keep_raw = keep_raw
+        self.raw: list[tuple[str, str, bytes]] = []
+        """With ``keep_raw``: every accepted request's (transport, signal, serialized
+        protobuf), so a test can search every byte that was exported."""
         self.requests: Counter[tuple[str, str]] = Counter()
         """Export requests received, by (transport, signal)."""
         self.failure_mode: str | None = None
@@ -122,7 +138,7 @@ class Receiver:
             server.start()
             self._grpc_server, self.grpc_port = server, port
         if self._http_port_wanted is not None:
-            handler = _make_http_handler(self)
+            handler = make_http_handler(self)
             httpd = http.server.ThreadingHTTPServer((self.host, self._http_port_wanted), handler)
             httpd.daemon_threads = True
             self._http_server, self.http_port = httpd, httpd.server_address[1]
@@ -188,6 +204,18 @@ class Receiver:
     def _hang(self, limit_s: float) -> None:
         self._stopping.wait(limit_s)
 
+    def accept(self, signal: str, request: Any, transport: str) -> None:
+        """Store one decoded export request; :class:`BadRequest` leaves nothing stored."""
+        if signal == "logs":
+            self.receive_logs(request, transport)
+        elif signal == "traces":
+            self.receive_traces(request, transport)
+        else:
+            self.receive_metrics(transport)
+        if self.keep_raw:
+            with self._lock:
+                self.raw.append((transport, signal, request.SerializeToString()))
+
     def receive_logs(
         self, request: logs_service_pb2.ExportLogsServiceRequest, transport: str
     ) -> None:
@@ -199,24 +227,32 @@ class Receiver:
                 for record in scope_logs.log_records:
                     if record.event_name != EVENT_NAME:
                         continue
-                    snapshot = snapshot_from_attributes(
-                        _attributes(record.attributes),
-                        timestamp_ns=record.time_unix_nano,
-                        trace_id=record.trace_id.hex() or None,
-                        span_id=record.span_id.hex() or None,
+                    snapshot = _snapshot_of(record)
+                    received.append(
+                        ReceivedSnapshot(snapshot, _text_or_none(service), resource, transport)
                     )
-                    received.append(ReceivedSnapshot(snapshot, service, resource, transport))
+        # Every line is made before anything is stored: a bad record fails the
+        # whole request and leaves neither the file nor the list touched.
+        lines = "".join(
+            json.dumps(item.to_json_dict(), separators=(",", ":")) + "\n" for item in received
+        )
+        if self._jsonl_path and received:
+            try:
+                with open(self._jsonl_path, "a", encoding="utf-8") as f:
+                    f.write(lines)
+            except OSError as exc:
+                _logger.warning("cannot append to %s: %s", self._jsonl_path, exc)
         with self._lock:
             self.requests[(transport, "logs")] += 1
             self.snapshots.extend(received)
             self._lock.notify_all()
-        if self._jsonl_path and received:
-            with open(self._jsonl_path, "a", encoding="utf-8") as f:
-                for item in received:
-                    f.write(json.dumps(item.to_json_dict(), separators=(",", ":")) + "\n")
         if self._on_snapshot is not None:
             for item in received:
-                self._on_snapshot(item)
+                try:
+                    self._on_snapshot(item)
+                except Exception:
+                    # Stored already: the client must not be told it failed.
+                    _logger.warning("on_snapshot failed", exc_info=True)
 
     def receive_traces(
         self, request: trace_service_pb2.ExportTraceServiceRequest, transport: str
@@ -249,7 +285,10 @@ class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
 
     def Export(self, request: Any, context: Any) -> Any:
         _grpc_failure(self._receiver, context)
-        self._receiver.receive_logs(request, "grpc")
+        try:
+            self._receiver.accept("logs", request, "grpc")
+        except BadRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return logs_service_pb2.ExportLogsServiceResponse()
 
 
@@ -259,7 +298,7 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
 
     def Export(self, request: Any, context: Any) -> Any:
         _grpc_failure(self._receiver, context)
-        self._receiver.receive_traces(request, "grpc")
+        self._receiver.accept("traces", request, "grpc")
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
@@ -269,7 +308,7 @@ class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
 
     def Export(self, request: Any, context: Any) -> Any:
         _grpc_failure(self._receiver, context)
-        self._receiver.receive_metrics("grpc")
+        self._receiver.accept("metrics", request, "grpc")
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
 
@@ -283,72 +322,45 @@ def _grpc_failure(receiver: Receiver, context: Any) -> None:
         context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "receiver told to hang")
 
 
-_HTTP_SIGNALS: dict[str, tuple[Any, Any]] = {
-    "/v1/logs": (
-        logs_service_pb2.ExportLogsServiceRequest,
-        logs_service_pb2.ExportLogsServiceResponse,
-    ),
-    "/v1/traces": (
-        trace_service_pb2.ExportTraceServiceRequest,
-        trace_service_pb2.ExportTraceServiceResponse,
-    ),
-    "/v1/metrics": (
-        metrics_service_pb2.ExportMetricsServiceRequest,
-        metrics_service_pb2.ExportMetricsServiceResponse,
-    ),
-}
+_FIELD_TYPES = typing.get_type_hints(ResetContextSnapshot)
 
 
-def _make_http_handler(receiver: Receiver) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
-        def do_POST(self) -> None:
-            types = _HTTP_SIGNALS.get(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            if types is None:
-                self._reply(404, b"not found", "text/plain")
-                return
-            if receiver.failure_mode == "unavailable":
-                self._reply(503, b"unavailable", "text/plain", {"Retry-After": "1"})
-                return
-            if receiver.failure_mode == "hang":
-                receiver._hang(30.0)
-                self.close_connection = True
-                return
-            if "protobuf" not in (self.headers.get("Content-Type") or ""):
-                self._reply(415, b"only application/x-protobuf is supported", "text/plain")
-                return
-            if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
-                body = gzip.decompress(body)
-            request_type, response_type = types
-            request = request_type()
-            request.ParseFromString(body)
-            if self.path == "/v1/logs":
-                receiver.receive_logs(request, "http")
-            elif self.path == "/v1/traces":
-                receiver.receive_traces(request, "http")
-            else:
-                receiver.receive_metrics("http")
-            self._reply(200, response_type().SerializeToString(), "application/x-protobuf")
+def _type_ok(value: Any, hint: Any) -> bool:
+    """``value`` fits the snapshot field annotation ``hint`` (bools are not numbers)."""
+    options = (hint,) if typing.get_origin(hint) is tuple else typing.get_args(hint) or (hint,)
+    if value is None or isinstance(value, bool):
+        return type(value) in options
+    for option in options:
+        if typing.get_origin(option) is tuple:
+            if isinstance(value, tuple) and all(isinstance(item, str) for item in value):
+                return True
+            continue
+        if option is float and isinstance(value, int):
+            return True
+        if isinstance(option, type) and option is not bool and isinstance(value, option):
+            return True
+    return False
 
-        def _reply(
-            self,
-            status: int,
-            body: bytes,
-            content_type: str,
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
 
-    return Handler
+def _snapshot_of(record: Any) -> ResetContextSnapshot:
+    """The snapshot in a ``seedance.connection.fault`` log record, or :class:`BadRequest`."""
+    try:
+        snapshot = snapshot_from_attributes(
+            _attributes(record.attributes),
+            timestamp_ns=record.time_unix_nano,
+            trace_id=record.trace_id.hex() or None,
+            span_id=record.span_id.hex() or None,
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BadRequest(400, f"a {EVENT_NAME} record is not a snapshot: {exc!r}") from None
+    for name, hint in _FIELD_TYPES.items():
+        value = getattr(snapshot, name)
+        if not _type_ok(value, hint):
+            raise BadRequest(
+                400, f"a {EVENT_NAME} record has a mistyped {name}: {type(value).__name__}"
+            )
+    return snapshot

@@ -18,7 +18,8 @@ def register(subparsers: Any) -> None:
         "receive",
         help="a local OTLP sink that prints connection-fault events (not a collector)",
         description=(
-            "Listen for OTLP on loopback (gRPC and HTTP/protobuf), print one line per "
+            "Listen for OTLP on loopback (gRPC, and HTTP with protobuf or JSON bodies), "
+            "print one line per "
             "seedance.connection.fault event and optionally append them as JSONL for "
             "`seedance-otel diagnose`. A developer tool, not a collector."
         ),
