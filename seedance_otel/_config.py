@@ -32,9 +32,13 @@ class Setting:
 
     env: str
     option: str
-    default: Any
     parse: Callable[[str], Any]
     doc: str
+
+    @property
+    def default(self) -> Any:
+        """Read from :class:`Settings`, the one place defaults are written."""
+        return getattr(_DEFAULTS, self.option)
 
 
 def _parse_bool(raw: str) -> bool:
@@ -86,7 +90,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SEEDANCE_OTEL_ENABLED",
         "enabled",
-        True,
         _parse_bool,
         "Master switch for `import seedance_otel.auto` and `opentelemetry-instrument`; "
         "false turns off patching, SDK set-up and shipping.",
@@ -94,7 +97,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SEEDANCE_OTEL_RING_SIZE",
         "ring_size",
-        4096,
         _int_in(16, 1_048_576),
         "Snapshots held in memory. When the shipper falls behind, the oldest unshipped "
         "snapshot is overwritten and counted as dropped (reason `ring_overwrite`).",
@@ -102,7 +104,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SEEDANCE_OTEL_STRICT",
         "strict",
-        False,
         _parse_bool,
         "Re-raise internal errors of our own hooks instead of logging them. For our test "
         "suite; never set it in production.",
@@ -110,7 +111,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SEEDANCE_OTEL_CAPTURE_IDLE_CLOSES",
         "capture_idle_closes",
-        True,
         _parse_bool,
         "Record `peer_closed_idle` snapshots when a peer closes a pooled idle connection "
         "(evidence of its idle timeout; not an error the caller sees).",
@@ -118,7 +118,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SEEDANCE_OTEL_EXPORTER",
         "exporter",
-        "otlp",
         _one_of(EXPORTERS),
         "Where snapshots go: `otlp` (standard OTEL_EXPORTER_OTLP_* resolution), "
         "`console` (one line each on stderr), `jsonl` (append to SEEDANCE_OTEL_FILE), `none`.",
@@ -126,42 +125,36 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SEEDANCE_OTEL_FILE",
         "file",
-        "seedance-snapshots.jsonl",
         _text,
         "File the `jsonl` exporter appends to, one snapshot per line.",
     ),
     Setting(
         "SEEDANCE_OTEL_BATCH_SIZE",
         "batch_size",
-        512,
         _int_in(1, 65_536),
         "Snapshots per export request; a full batch is exported at once.",
     ),
     Setting(
         "SEEDANCE_OTEL_EXPORT_INTERVAL_MS",
         "export_interval_ms",
-        1000,
         _int_in(10, 600_000),
         "Longest time a captured snapshot waits before its batch is exported.",
     ),
     Setting(
         "SEEDANCE_OTEL_SHUTDOWN_TIMEOUT_S",
         "shutdown_timeout_s",
-        5.0,
         _float_in(0.0, 300.0),
         "How long interpreter exit and `uninstrument()` wait to flush what is pending.",
     ),
     Setting(
         "SEEDANCE_OTEL_SPAN_EVENTS",
         "span_events",
-        True,
         _parse_bool,
         "Add a `seedance.connection.fault` event to the span active at the fault.",
     ),
     Setting(
         "SEEDANCE_OTEL_METRICS",
         "metrics",
-        True,
         _parse_bool,
         "Record seedance.* and semconv connection metrics through the OTel metrics API.",
     ),
@@ -206,6 +199,9 @@ class Settings:
             except ValueError as exc:
                 raise ValueError(f"instrument({name}={value!r}): {exc}") from None
         return dataclasses.replace(self, **checked)
+
+
+_DEFAULTS = Settings()
 
 
 def _option_text(name: str, value: Any, default: Any) -> str:
