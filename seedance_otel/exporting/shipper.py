@@ -60,10 +60,6 @@ class Shipper:
             target=self._run, name="seedance-otel-shipper", daemon=True
         )
 
-    @property
-    def sink(self) -> Sink:
-        return self._sink
-
     def start(self) -> None:
         self._thread.start()
 
