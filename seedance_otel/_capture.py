@@ -24,12 +24,13 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from . import _runtime
 from ._classify import Classification, HookFacts, classify
+from ._collapse import Carried, FaultKey
 from ._connection import ConnectionFields, ConnectionHistory
 from ._dns import DnsFields
 from ._library import Library
 from ._names import exception_type_name
 from ._redact import redact_message, redact_url
-from ._snapshot import FaultKind, ResetContextSnapshot
+from ._snapshot import NO_EXCEPTION, FaultKind, ResetContextSnapshot
 from ._trace_context import current_trace_ids
 
 __all__ = ["FaultContext", "capture"]
@@ -43,6 +44,7 @@ id alone would not do (ids are reused as soon as an exception is freed, which
 in a fault storm happens constantly)."""
 
 _NO_CONNECTION = ConnectionFields()
+_NOT_COLLAPSED = Carried(0, 0)
 
 _FIN_MESSAGES = {
     FaultKind.PEER_CLOSED_IDLE: "peer closed the idle connection",
@@ -115,9 +117,37 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
             history.peer.record_idle_close(time.monotonic() - history.idle_since)
         if not runtime.settings.capture_idle_closes:
             return None
-    snapshot = _snapshot(ctx, classification)
+    collapser = runtime.collapser
+    if collapser is None:
+        snapshot = _snapshot(ctx, classification, _NOT_COLLAPSED)
+    else:
+        key = _fault_key(ctx, classification)
+        carried = collapser.admit(key, time.monotonic_ns(), time.time_ns())
+        if carried is None:
+            return None  # counted; the key's next snapshot carries it
+        snapshot = _snapshot(ctx, classification, carried)
+        collapser.remember(key, snapshot)
     runtime.publish(snapshot)
     return snapshot
+
+
+def _fault_key(ctx: FaultContext, classification: Classification) -> FaultKey:
+    """What makes two faults of a storm the same (see ``_collapse``)."""
+    address, port = ctx.server_address, ctx.server_port
+    if address is None and ctx.history is not None:
+        address, port = ctx.history.server_address, ctx.history.server_port
+    return (
+        address,
+        port,
+        classification.kind.value,
+        ctx.library.name,
+        classification.phase,
+        _error_type(ctx),
+    )
+
+
+def _error_type(ctx: FaultContext) -> str:
+    return exception_type_name(ctx.exc) if ctx.exc is not None else NO_EXCEPTION
 
 
 def _trace_ids(ctx: FaultContext) -> tuple[str | None, str | None]:
@@ -137,7 +167,9 @@ def _method_and_url(ctx: FaultContext, request: object | None) -> tuple[str | No
     return method, (redact_url(url) if url is not None else None)
 
 
-def _snapshot(ctx: FaultContext, classification: Classification) -> ResetContextSnapshot:
+def _snapshot(
+    ctx: FaultContext, classification: Classification, carried: Carried
+) -> ResetContextSnapshot:
     now = time.monotonic()
     history, connection = ctx.history, ctx.connection
     server_address, server_port, request = ctx.server_address, ctx.server_port, ctx.request
@@ -153,16 +185,16 @@ def _snapshot(ctx: FaultContext, classification: Classification) -> ResetContext
     method, url = _method_and_url(ctx, request)
     trace_id, span_id = _trace_ids(ctx)
     if ctx.exc is not None:
-        error_type, message = exception_type_name(ctx.exc), classification.message
+        message = classification.message
     else:
-        error_type, message = "EOF", _FIN_MESSAGES.get(classification.kind, "")
+        message = _FIN_MESSAGES.get(classification.kind, "")
     dns = ctx.dns
     return ResetContextSnapshot(
         kind=classification.kind,
         timestamp_ns=time.time_ns(),
         library=ctx.library.name,
         phase=classification.phase,
-        error_type=error_type,
+        error_type=_error_type(ctx),
         error_message=redact_message(message),
         errno=classification.errno,
         trace_id=trace_id,
@@ -188,4 +220,6 @@ def _snapshot(ctx: FaultContext, classification: Classification) -> ResetContext
         dns_duration_s=dns.duration_s if dns is not None else None,
         peer_reuse_ok_max_idle_s=connection.peer_reuse_ok_max_idle_s,
         peer_reuse_ok_count=connection.peer_reuse_ok_count,
+        collapsed_count=carried.count or None,
+        collapsed_since_ns=carried.since_ns if carried.count else None,
     )

@@ -153,6 +153,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Add a `seedance.connection.fault` event to the span active at the fault.",
     ),
     Setting(
+        "SEEDANCE_OTEL_COLLAPSE_PER_S",
+        "collapse_per_s",
+        _int_in(0, 1_000_000),
+        "In a fault storm, full snapshots per second per fault key (server, kind, library, "
+        "phase, error type); further identical faults are counted and the count travels on "
+        "the key's next snapshot (`seedance.collapsed.count`). 0 records every fault in full.",
+    ),
+    Setting(
         "SEEDANCE_OTEL_METRICS",
         "metrics",
         _parse_bool,
@@ -178,6 +186,7 @@ class Settings:
     shutdown_timeout_s: float = 5.0
     span_events: bool = True
     metrics: bool = True
+    collapse_per_s: int = 10
 
     def with_options(self, options: Mapping[str, Any]) -> Settings:
         """Apply keyword options; unknown names raise ``TypeError`` naming them."""

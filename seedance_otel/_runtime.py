@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._collapse import Collapser
 from ._config import Settings
 from ._connection import ConnectionHistory, PeerRegistry, PeerStats
 from ._guard import internal_error_count, report_internal_error
@@ -53,6 +54,7 @@ class Runtime:
             self.listeners.append(self.metrics.on_snapshot)
         if span_events_wanted(settings.span_events):
             self.listeners.append(add_span_event)
+        self.collapser = Collapser(settings.collapse_per_s) if settings.collapse_per_s else None
         self.shipper: Shipper | None = None
         self.pid = os.getpid()
         """The process this runtime ships for; a forked child restarts shipping lazily."""
@@ -79,6 +81,7 @@ class Runtime:
             sink,
             batch_size=self.settings.batch_size,
             interval_s=self.settings.export_interval_ms / 1000,
+            before_drain=self.publish_summaries if self.collapser is not None else None,
         )
         self.listeners = [
             listener for listener in self.listeners if not _is_shipper_listener(listener)
@@ -87,7 +90,16 @@ class Runtime:
         self.shipper = shipper
         shipper.start()
 
+    def publish_summaries(self, *, all_pending: bool = False) -> None:
+        """Counts of collapsed faults whose key went quiet (or all, before a
+        flush) become summary snapshots: none is left behind."""
+        if self.collapser is None:
+            return
+        for summary in self.collapser.summaries(all_pending=all_pending):
+            self.publish(summary)
+
     def stop_shipping(self, timeout_s: float) -> bool:
+        self.publish_summaries(all_pending=True)
         shipper = self.shipper
         if shipper is None:
             return self.ring.accounting().pending == 0
@@ -107,6 +119,8 @@ class Runtime:
         """
         self.ring.reset_after_fork()
         self.peers.reset_after_fork()
+        if self.collapser is not None:
+            self.collapser.reset_after_fork()
         if self.metrics is not None:
             self.metrics.reset_after_fork()
         self.listeners = [
@@ -137,6 +151,8 @@ class Runtime:
             "dropped": acct.dropped,
             "export_failed": acct.export_failed,
             "pending": acct.pending,
+            "collapsed": self.collapser.collapsed if self.collapser is not None else 0,
+            "collapse_pending": self.collapser.pending if self.collapser is not None else 0,
             "ring_capacity": self.ring.capacity,
             "shipper_alive": int(self.shipper is not None and self.shipper.is_alive()),
             "internal_errors": internal_error_count(),
@@ -148,6 +164,7 @@ class Runtime:
     def flush(self, timeout_s: float) -> bool:
         """Hand everything captured so far to the sink; ``False`` at the deadline."""
         self._ensure_shipping_here()
+        self.publish_summaries(all_pending=True)
         if self.shipper is None:
             return self.ring.accounting().pending == 0
         return self.shipper.flush(timeout_s)

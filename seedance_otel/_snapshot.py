@@ -12,7 +12,11 @@ import dataclasses
 import enum
 from typing import Any
 
-__all__ = ["FaultKind", "Phase", "ResetContextSnapshot"]
+__all__ = ["NO_EXCEPTION", "FaultKind", "Phase", "ResetContextSnapshot"]
+
+NO_EXCEPTION = "EOF"
+"""``error_type`` when no exception was raised: the peer's FIN
+(``connection_reset`` while waiting for an answer, or ``peer_closed_idle``)."""
 
 
 class FaultKind(str, enum.Enum):
@@ -107,6 +111,12 @@ class ResetContextSnapshot:
     succeeded, as of the fault (the lower bracket of the peer's idle timeout)."""
     peer_reuse_ok_count: int | None = None
     """Successful reuses of connections to this peer, as of the fault."""
+    collapsed_count: int | None = None
+    """In a fault storm: how many more faults of the same key (server, kind,
+    library, phase, error type) this snapshot stands for, beyond its own, that
+    were counted instead of recorded (see ``SEEDANCE_OTEL_COLLAPSE_PER_S``)."""
+    collapsed_since_ns: int | None = None
+    """When the first of those faults happened (wall clock, ns)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready mapping (enum as its value, tuple as a list)."""

@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 # an internal error.
 os.environ.setdefault("SEEDANCE_OTEL_EXPORTER", "none")
 os.environ.setdefault("SEEDANCE_OTEL_STRICT", "1")
+# Tests count faults one snapshot each; the fault-storm tests turn collapsing on.
+os.environ.setdefault("SEEDANCE_OTEL_COLLAPSE_PER_S", "0")
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Any
 
 from opentelemetry.util.http import sanitize_method
 
-from .._snapshot import FaultKind, ResetContextSnapshot
+from .._snapshot import NO_EXCEPTION, FaultKind, ResetContextSnapshot
 
 __all__ = [
     "EVENT_NAME",
@@ -65,6 +65,8 @@ FIELD_TO_ATTRIBUTE: dict[str, str] = {
     "peer_reuse_ok_max_idle_s": "seedance.peer.reuse_ok.max_idle",
     "peer_reuse_ok_count": "seedance.peer.reuse_ok.count",
     "timestamp_ns": "seedance.timestamp_ns",
+    "collapsed_count": "seedance.collapsed.count",
+    "collapsed_since_ns": "seedance.collapsed.since_ns",
 }
 _ATTRIBUTE_TO_FIELD = {v: k for k, v in FIELD_TO_ATTRIBUTE.items()}
 
@@ -84,9 +86,6 @@ WIRE_ATTRIBUTES: frozenset[str] = frozenset(
 )
 """Every attribute a fault record may carry (the README's list, Loki's labels)."""
 
-NO_EXCEPTION = "EOF"
-"""The snapshot's ``error_type`` when no exception was raised: the peer's FIN
-(``connection_reset`` while waiting for an answer, or ``peer_closed_idle``)."""
 
 # ALPN protocol id -> network.protocol.version (the HTTP version it selects).
 _ALPN_VERSIONS = {"h2": "2", "h2c": "2", "http/1.1": "1.1", "http/1.0": "1.0", "h3": "3"}

@@ -208,7 +208,9 @@ class Metrics:
             attributes["error.type"] = error_type
         if snapshot.dns_question and snapshot.kind in _DNS_KINDS:
             attributes["dns.question.name"] = snapshot.dns_question
-        self._faults.add(1, attributes)
+        # A snapshot stands for itself and the storm's faults collapsed into it.
+        faults = 1 + (snapshot.collapsed_count or 0)
+        self._faults.add(faults, attributes)
         if snapshot.kind is FaultKind.ALPN_MISMATCH or (
             snapshot.kind is FaultKind.CONNECTION_RESET
             and snapshot.alpn_offered is not None
@@ -216,7 +218,7 @@ class Metrics:
             and snapshot.tls_version is not None
             and not snapshot.connection_reused
         ):
-            self._alpn.add(1, _alpn_attributes(snapshot))
+            self._alpn.add(faults, _alpn_attributes(snapshot))
         if snapshot.connection_idle_s is not None and snapshot.kind in (
             FaultKind.CONNECTION_RESET,
             FaultKind.PEER_CLOSED_IDLE,

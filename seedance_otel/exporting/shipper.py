@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
@@ -45,8 +46,12 @@ class Shipper:
         *,
         batch_size: int,
         interval_s: float,
+        before_drain: Callable[[], None] | None = None,
     ) -> None:
         self._ring = ring
+        self._before_drain = before_drain
+        """Runs on the worker before each drain (the runtime's summaries of
+        collapsed faults, so a storm's counts ship even when it stops)."""
         self._sink = sink
         self._batch_size = batch_size
         self._interval_s = interval_s
@@ -83,6 +88,8 @@ class Shipper:
                 self._wake.wait(self._interval_s)
                 self._wake.clear()
                 try:
+                    if self._before_drain is not None:
+                        self._before_drain()
                     self._drain()
                 except Exception:
                     report_internal_error("shipper")

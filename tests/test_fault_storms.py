@@ -1,0 +1,215 @@
+"""Fault storms: identical faults beyond a per-key rate are counted, and every count arrives.
+
+Real storms on loopback (a server that resets every connection, real httpx and
+aiohttp clients), with the metrics read from a real SDK meter provider: each
+fault is counted exactly once, in the snapshots' ``1 + collapsed_count`` sum,
+in the fault counter, and in ``stats()``; a storm that stops leaves no count
+behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import seedance_otel
+from seedance_otel import FaultKind, ResetContextSnapshot, instrumentor
+from seedance_otel._collapse import WINDOW_NS, Collapser
+from seedance_otel._snapshot import ResetContextSnapshot as Snapshot
+
+from faultservers import Action, HttpFaultServer
+
+STORM = 120
+
+
+def faults_in(snapshots: list[ResetContextSnapshot]) -> int:
+    return sum(1 + (s.collapsed_count or 0) for s in snapshots)
+
+
+def fault_counter_total(reader: InMemoryMetricReader) -> int:
+    data = reader.get_metrics_data()
+    total = 0
+    for resource_metrics in data.resource_metrics if data else ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name == "seedance.connection.faults":
+                    total += sum(int(point.value) for point in metric.data.data_points)
+    return total
+
+
+@pytest.fixture
+def storm_metrics(tmp_path: Path) -> Any:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    seedance_otel.uninstrument()
+
+    def start(**options: Any) -> InMemoryMetricReader:
+        options.setdefault("exporter", "jsonl")
+        options.setdefault("file", str(tmp_path / "snapshots.jsonl"))
+        options.setdefault("strict", True)
+        instrumentor.start(options, {"meter_provider": provider})
+        return reader
+
+    yield start
+    seedance_otel.uninstrument()
+    provider.shutdown()
+
+
+async def httpx_storm(url: str, count: int) -> int:
+    failures = 0
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=limits, timeout=5) as client:
+        for _ in range(count):
+            try:
+                await client.get(url)
+            except httpx.TransportError:
+                failures += 1
+    return failures
+
+
+async def aiohttp_storm(url: str, count: int) -> int:
+    failures = 0
+    connector = aiohttp.TCPConnector(force_close=True)
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        for _ in range(count):
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+            except aiohttp.ClientError:
+                failures += 1
+    return failures
+
+
+@pytest.mark.parametrize("storm", [httpx_storm, aiohttp_storm], ids=["httpx", "aiohttp"])
+def test_a_reset_storm_collapses_with_every_fault_counted(storm_metrics, tmp_path, storm):
+    reader = storm_metrics(collapse_per_s=5)
+    with HttpFaultServer(lambda info: Action.RST) as server:
+        failures = asyncio.run(storm(server.url("/"), STORM))
+        attempts = len(server.requests)
+    assert failures == STORM
+    # aiohttp retries an idempotent request once by itself: each attempt that
+    # met a reset is a fault (the server saw every one).
+    assert attempts >= STORM
+    assert seedance_otel.flush(10)
+    snapshots = seedance_otel.snapshots()
+    resets = [s for s in snapshots if s.kind is FaultKind.CONNECTION_RESET]
+    # Few full snapshots, many faults: the counts make up the difference.
+    assert len(resets) < STORM // 2, len(resets)
+    assert faults_in(resets) == attempts
+    assert any(s.collapsed_count for s in resets)
+    stats = seedance_otel.stats()
+    assert stats["collapse_pending"] == 0
+    assert stats["captured"] + stats["collapsed"] == faults_in(snapshots)
+    assert stats["captured"] == (
+        stats["exported"] + stats["dropped"] + stats["export_failed"] + stats["pending"]
+    )
+    assert fault_counter_total(reader) == faults_in(snapshots)
+    # The counts travel on the wire too (the JSONL sink writes every field).
+    lines = (tmp_path / "snapshots.jsonl").read_text().splitlines()
+    shipped = [ResetContextSnapshot.from_dict(json.loads(line)) for line in lines]
+    assert faults_in([s for s in shipped if s.kind is FaultKind.CONNECTION_RESET]) == attempts
+
+
+def test_counts_left_when_a_storm_stops_ship_as_a_summary(storm_metrics):
+    storm_metrics(collapse_per_s=2, export_interval_ms=50)
+    with HttpFaultServer(lambda info: Action.RST) as server:
+        failures = asyncio.run(httpx_storm(server.url("/"), 30))
+    assert failures == 30
+    # No further fault comes: the shipper's thread turns the owed counts into
+    # a summary once the key has been quiet for a window (bounded wait).
+    deadline_polls = 200
+    while seedance_otel.stats()["collapse_pending"] and deadline_polls:
+        deadline_polls -= 1
+        asyncio.run(asyncio.sleep(0.05))
+    assert seedance_otel.stats()["collapse_pending"] == 0
+    resets = [s for s in seedance_otel.snapshots() if s.kind is FaultKind.CONNECTION_RESET]
+    assert faults_in(resets) == 30
+    summary = resets[-1]
+    assert summary.collapsed_count and summary.collapsed_since_ns
+    assert summary.collapsed_since_ns <= summary.timestamp_ns
+    # It stands for faults whose details were never recorded: it claims none.
+    assert summary.trace_id is None and summary.connection_age_s is None
+    assert summary.peer_port is None and summary.url is None
+    assert summary.server_port is not None and summary.library == "httpx"
+
+
+def test_collapsing_off_records_every_fault(storm_metrics):
+    storm_metrics(collapse_per_s=0)
+    with HttpFaultServer(lambda info: Action.RST) as server:
+        asyncio.run(httpx_storm(server.url("/"), 40))
+    resets = [s for s in seedance_otel.snapshots() if s.kind is FaultKind.CONNECTION_RESET]
+    assert len(resets) == 40
+    assert not any(s.collapsed_count for s in resets)
+    assert seedance_otel.stats()["collapsed"] == 0
+
+
+def _template(port: int) -> Snapshot:
+    return Snapshot(
+        kind=FaultKind.CONNECTION_RESET,
+        timestamp_ns=1,
+        library="httpx",
+        phase="request",
+        error_type="httpx.ReadError",
+        error_message="",
+        server_address="api.example.com",
+        server_port=port,
+        trace_id="0" * 31 + "1",
+        span_id="0" * 15 + "1",
+        connection_idle_s=3.0,
+    )
+
+
+def test_windows_roll_and_counts_ride_on_the_next_full_snapshot():
+    collapser = Collapser(per_key_per_s=3)
+    key = ("api.example.com", 443, "connection_reset", "httpx", "request", "httpx.ReadError")
+    t0 = 5 * WINDOW_NS
+    admitted = [collapser.admit(key, t0 + i, 1000 + i) for i in range(10)]
+    assert [a is not None for a in admitted] == [True] * 3 + [False] * 7
+    assert all(a is not None and a.count == 0 for a in admitted[:3])
+    assert (collapser.pending, collapsed := collapser.collapsed) == (7, 0), collapsed
+    carried = collapser.admit(key, t0 + WINDOW_NS, 5000)
+    assert carried is not None and (carried.count, carried.since_ns) == (7, 1003)
+    assert (collapser.pending, collapser.collapsed) == (0, 7)
+    # Another key has its own budget.
+    other = (*key[:5], "httpx.ConnectError")
+    assert collapser.admit(other, t0 + WINDOW_NS, 5001) is not None
+
+
+def test_summaries_wait_for_a_quiet_window_unless_flushing():
+    collapser = Collapser(per_key_per_s=1)
+    key = ("api.example.com", 443, "connection_reset", "httpx", "request", "httpx.ReadError")
+    assert collapser.admit(key, 0, 10) is not None
+    collapser.remember(key, _template(443))
+    for i in range(4):
+        assert collapser.admit(key, 1 + i, 11 + i) is None
+    assert collapser.summaries(WINDOW_NS // 2) == []  # still storming
+    [summary] = collapser.summaries(4 + WINDOW_NS)
+    assert (summary.collapsed_count, summary.collapsed_since_ns, summary.timestamp_ns) == (
+        3,
+        11,
+        14,
+    )
+    assert summary.trace_id is None and summary.connection_idle_s is None
+    assert (collapser.pending, collapser.collapsed) == (0, 3)
+    assert collapser.admit(key, 5, 20) is None
+    [flushed] = collapser.summaries(6, all_pending=True)
+    assert flushed.collapsed_count is None and flushed.timestamp_ns == 20
+
+
+def test_tracked_keys_are_bounded():
+    collapser = Collapser(per_key_per_s=1, max_keys=8)
+    keys = [(f"h{i}", 443, "connection_reset", "httpx", "request", "x") for i in range(20)]
+    for key in keys:
+        collapser.admit(key, 0, 0)
+    # Past the bound new keys are not rate-limited (never silently dropped).
+    assert all(collapser.admit(key, 1, 1) is not None for key in keys[8:])
+    assert len(collapser._keys) == 8
