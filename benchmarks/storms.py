@@ -1,0 +1,285 @@
+"""Fault storms: what a storm costs the application, with and without us, in the same run.
+
+Three storms, each for every client library installed (aiohttp, httpx, and
+httpx2 when present):
+
+* ``new-conn-rst``: every request opens a connection that is reset;
+* ``reused-rst``: every second request meets a reset on a reused connection;
+* ``refused``: every request's connect is refused (a closed port).
+
+Each storm runs for the same time in a fresh process, first uninstrumented
+(``raw``), then instrumented with the collector down (OTLP to a closed port)
+and up (``seedance-otel receive`` on loopback). Reported per storm and mode:
+
+* added CPU per faulting request, in us: the main thread's CPU time
+  (``time.thread_time``: the application's thread, not the shipper's) per
+  fault, minus the raw run's (budget <= 25 us);
+* event-loop lag p50/p99 (a task sleeping 1 ms measures how late it wakes;
+  budget: p99 within +1 ms of raw);
+* faults, captured, collapsed and shipped per second; the process's RSS.
+
+Wall-clock numbers on a shared machine wander; compare the columns of one run.
+
+Usage: python -m benchmarks.storms [--seconds 3] [--quick] [--only httpx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STORMS = ("new-conn-rst", "reused-rst", "refused")
+MODES = ("raw", "collector-down", "collector-up")
+LIBRARIES = ("aiohttp", "httpx", "httpx2")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _process(args: list[str], ready: Callable[[subprocess.Popen[str]], str]) -> Iterator[str]:
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield ready(proc)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def fault_server(mode: str) -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = os.path.join(tmp, "port")
+
+        def read_port() -> str:
+            with contextlib.suppress(FileNotFoundError), open(port_file) as f:
+                return f.read()
+            return ""
+
+        def ready(proc: subprocess.Popen[str]) -> str:
+            deadline = time.monotonic() + 10
+            while not read_port():
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("fault server did not start")
+                time.sleep(0.05)
+            return f"http://127.0.0.1:{read_port()}/"
+
+        with _process(["-m", "benchmarks._fault_server", mode, port_file], ready) as url:
+            yield url
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[str]:
+    port = _free_port()
+
+    def ready(proc: subprocess.Popen[str]) -> str:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        if "listening" not in line:
+            raise RuntimeError(f"receiver did not start: {line}")
+        return f"http://127.0.0.1:{port}"
+
+    args = ["-m", "seedance_otel", "receive", "--quiet", "--grpc-port", str(port)]
+    with _process([*args, "--http-port", "-1"], ready) as endpoint:
+        yield endpoint
+
+
+# -- the child: one storm, one mode ---------------------------------------------------
+
+
+def _client(library: str, storm: str) -> Callable[[str], Awaitable[int]]:
+    """An async function making requests until told to stop; returns the faults seen."""
+    if library == "aiohttp":
+        import aiohttp
+
+        async def run_aiohttp(url: str) -> int:
+            faults = 0
+            connector = aiohttp.TCPConnector(force_close=storm != "reused-rst")
+            timeout = aiohttp.ClientTimeout(total=5)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                while not STOP.is_set():
+                    try:
+                        # POST: aiohttp retries a GET on a reused connection by itself.
+                        async with session.post(url, data=b"x") as response:
+                            await response.read()
+                    except aiohttp.ClientError:
+                        faults += 1
+            return faults
+
+        return run_aiohttp
+    module = importlib.import_module(library)
+
+    async def run_httpx(url: str) -> int:
+        faults = 0
+        keepalive = None if storm == "reused-rst" else 0
+        limits = module.Limits(max_keepalive_connections=keepalive)
+        async with module.AsyncClient(limits=limits, timeout=5) as client:
+            while not STOP.is_set():
+                try:
+                    await client.post(url, content=b"x")
+                except module.TransportError:
+                    faults += 1
+        return faults
+
+    return run_httpx
+
+
+STOP = asyncio.Event()
+
+
+async def _lag_probe(samples: list[float]) -> None:
+    while not STOP.is_set():
+        start = time.perf_counter()
+        await asyncio.sleep(0.001)
+        samples.append(max(0.0, time.perf_counter() - start - 0.001))
+
+
+async def _storm(library: str, storm: str, url: str, seconds: float) -> dict[str, Any]:
+    lags: list[float] = []
+    probe = asyncio.create_task(_lag_probe(lags))
+    client = asyncio.create_task(_client(library, storm)(url))
+    cpu, wall = time.thread_time(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    STOP.set()
+    faults = await client
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    await probe
+    lags.sort()
+    return {
+        "faults": faults,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "lag_p50_ms": statistics.median(lags) * 1000 if lags else 0.0,
+        "lag_p99_ms": lags[int(len(lags) * 0.99)] * 1000 if lags else 0.0,
+    }
+
+
+def child(library: str, storm: str, mode: str, url: str, seconds: float) -> None:
+    import seedance_otel
+
+    if mode != "raw":
+        seedance_otel.instrument(exporter="otlp", metrics=False)
+    result = asyncio.run(_storm(library, storm, url, seconds))
+    if mode != "raw":
+        seedance_otel.flush(5)
+        result["stats"] = seedance_otel.stats()
+    result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+# -- the parent ------------------------------------------------------------------------
+
+
+def _run_child(
+    library: str, storm: str, mode: str, url: str, seconds: float, endpoint: str
+) -> dict[str, Any]:
+    env = dict(
+        os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="grpc"
+    )
+    env.pop("SEEDANCE_OTEL_COLLAPSE_PER_S", None)  # the default is what users get
+    args = ["-m", "benchmarks.storms", "--child", library, storm, mode, url, str(seconds)]
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds * 10 + 60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{library} {storm} {mode} failed:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _closed_port_url() -> str:
+    return f"http://127.0.0.1:{_free_port()}/"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--quick", action="store_true", help="1 s per storm (smoke run)")
+    parser.add_argument("--only", default="", help="substring of 'library storm' to run")
+    parser.add_argument("--child", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        library, storm, mode, url, seconds = args.child
+        child(library, storm, mode, url, float(seconds))
+        return
+    seconds = 1.0 if args.quick else args.seconds
+    libraries = [lib for lib in LIBRARIES if importlib.util.find_spec(lib) is not None]
+    print(f"fault storms, {seconds:g} s each; CPU is the main thread's; budget +25 us/fault")
+    header = (
+        f"{'storm':<24}{'mode':<16}{'faults/s':>9}{'+us/fault':>10}{'lag p50':>9}"
+        f"{'lag p99':>9}{'captured/s':>11}{'collapsed/s':>12}{'shipped/s':>10}{'RSS MiB':>9}"
+    )
+    print(header)
+    with receiver() as up_endpoint:
+        down_endpoint = f"http://127.0.0.1:{_free_port()}"
+        for library in libraries:
+            for storm in STORMS:
+                name = f"{library} {storm}"
+                if args.only not in name:
+                    continue
+                server: contextlib.AbstractContextManager[str]
+                if storm == "refused":
+                    server = contextlib.nullcontext(_closed_port_url())
+                else:
+                    server = fault_server("rst" if storm == "new-conn-rst" else "reuse-rst")
+                with server as url:
+                    raw: dict[str, Any] | None = None
+                    for mode in MODES:
+                        endpoint = up_endpoint if mode == "collector-up" else down_endpoint
+                        result = _run_child(library, storm, mode, url, seconds, endpoint)
+                        raw = raw or result
+                        print(_row(name, mode, result, raw))
+
+
+def _row(name: str, mode: str, result: dict[str, Any], raw: dict[str, Any]) -> str:
+    faults = max(1, result["faults"])
+    per_fault = result["cpu_s"] / faults * 1e6
+    added = per_fault - raw["cpu_s"] / max(1, raw["faults"]) * 1e6
+    stats = result.get("stats", {})
+    wall = result["wall_s"]
+    return (
+        f"{name:<24}{mode:<16}{result['faults'] / wall:>9.0f}"
+        f"{(added if mode != 'raw' else 0.0):>+10.1f}"
+        f"{result['lag_p50_ms']:>8.2f}m{result['lag_p99_ms']:>8.2f}m"
+        f"{stats.get('captured', 0) / wall:>11.0f}{stats.get('collapsed', 0) / wall:>12.0f}"
+        f"{stats.get('exported', 0) / wall:>10.0f}{result['rss_mib']:>9.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
