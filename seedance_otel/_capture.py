@@ -74,6 +74,11 @@ class FaultContext:
     trace_ids: tuple[str | None, str | None] | None = None
     """The span to blame, when it is not the current one (asyncio transports
     fail in loop callbacks, outside the context that made them)."""
+    fin_message: str | None = None
+    """For a FIN (``exc`` is ``None``): the hook's account of it, instead of
+    the generic message (when it arrived, relative to the write that met it)."""
+    client_library: str | None = None
+    """The client library that made a plain asyncio connection."""
 
 
 def reset_after_fork() -> None:
@@ -142,7 +147,7 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
         message = classification.message
     else:
         error_type = "EOF"
-        message = _FIN_MESSAGES.get(kind, "")
+        message = ctx.fin_message or _FIN_MESSAGES.get(kind, "")
     dns = ctx.dns
     snapshot = ResetContextSnapshot(
         kind=kind,
@@ -175,6 +180,8 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
         dns_duration_s=dns.duration_s if dns is not None else None,
         peer_reuse_ok_max_idle_s=connection.peer_reuse_ok_max_idle_s,
         peer_reuse_ok_count=connection.peer_reuse_ok_count,
+        client_library=ctx.client_library,
+        peer_addresses_tried=connection.peer_addresses_tried,
     )
     runtime.publish(snapshot)
     return snapshot

@@ -50,7 +50,9 @@ def test_rst_instead_of_an_answer(instrumented):
     assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
     assert snap.local_port == local_port
     assert snap.trace_id == trace_id
-    assert snap.connection_reused is None
+    # The first exchange on a new connection: no reuse, nothing served yet.
+    assert snap.connection_reused is False and snap.connection_requests == 0
+    assert snap.client_library == "test_asyncio_sockets"  # the code that connected
     assert snap.connection_age_s is not None and snap.connection_age_s >= 0
 
 
