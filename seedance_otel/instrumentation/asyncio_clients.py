@@ -87,11 +87,11 @@ def stream_client(package: str | None) -> StreamClient | None:
     return _BY_PACKAGE.get(package) if package else None
 
 
-def generic_idle_fix(name: str, seconds: str) -> str:
+def generic_idle_fix(seconds: str) -> str:
     """The fix for a client we have no specific words for."""
     return (
-        f"{name}: close, or ping, connections idle for more than {seconds} s (a keep-alive or "
-        "health-check interval below the peer's idle timeout)."
+        f"close, or ping, connections idle for more than {seconds} s (the client's keep-alive "
+        "or health-check interval below the peer's idle timeout)."
     )
 
 
