@@ -18,7 +18,8 @@ import pytest
 import seedance_otel
 from seedance_otel import FaultKind
 
-from faultservers import AlpnRefusingServer, closed_port
+from faultservers import AlpnRefusingServer, closed_port, rst_close
+from seedance_otel.demo.faultservers import LoopbackServer
 
 aiohttp = pytest.importorskip("aiohttp")
 
@@ -33,6 +34,22 @@ class PortRecordingAlpnServer(AlpnRefusingServer):
     def handle(self, raw: socket.socket) -> None:
         self.client_ports.append(raw.getpeername()[1])
         super().handle(raw)
+
+
+class RstOnHelloServer(LoopbackServer):
+    """Reads the client's TLS hello, then resets the connection; remembers source ports."""
+
+    scheme = "https"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client_ports: list[int] = []
+
+    def serve(self, raw: socket.socket, index: int) -> None:
+        self.client_ports.append(raw.getpeername()[1])
+        raw.settimeout(5)
+        raw.recv(4096)
+        rst_close(raw)
 
 
 class TwoAddresses(aiohttp.abc.AbstractResolver):
@@ -105,6 +122,20 @@ def test_tls_alert_carries_the_peer_and_local_port(instrumented, cert_pem, http1
     assert snap.local_port is not None and snap.local_port in client_ports
     assert snap.socket_cookie is not None and snap.socket_cookie > 0
     assert snap.peer_addresses_tried is None  # one address: peer_address says it
+
+
+def test_rst_in_the_tls_handshake_carries_the_peer_and_local_port(
+    instrumented, http11_only_context
+):
+    with RstOnHelloServer() as server:
+        exc = fetch(server.url("/"), http11_only_context)
+        client_ports = list(server.client_ports)
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    snap = the_snapshot()
+    assert snap.kind is FaultKind.CONNECTION_RESET and snap.phase in ("connect", "tls")
+    assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
+    assert snap.local_port is not None and snap.local_port in client_ports
+    assert snap.socket_cookie is not None
 
 
 def test_refused_connect_carries_the_peer_tried(instrumented):
