@@ -17,9 +17,9 @@ import pytest
 
 import seedance_otel
 from seedance_otel import FaultKind
+from seedance_otel.demo.faultservers import LoopbackServer
 
 from faultservers import AlpnRefusingServer, closed_port, rst_close
-from seedance_otel.demo.faultservers import LoopbackServer
 
 aiohttp = pytest.importorskip("aiohttp")
 
