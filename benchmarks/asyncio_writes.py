@@ -99,6 +99,8 @@ def count(name: str, mode: str, port: int, n: int) -> int:
             capture_output=True,
             text=True,
             check=True,
+            # Fixed hashing: dict layouts (and so instruction counts) repeat.
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         main_thread = sorted(glob.glob(out + "*-01")) or sorted(glob.glob(out + "*"))
         with open(main_thread[0]) as f:
