@@ -74,7 +74,8 @@ def test_idle_close_by_the_server_is_measured_not_a_reset(instrumented, drop):
     assert snap.client_library == "websockets"
     assert snap.connection_reused is True  # the handshake and the echo were served
     assert snap.connection_idle_s is not None
-    assert SERVER_IDLE_S - 0.05 <= snap.connection_idle_s <= SERVER_IDLE_S + 0.6
+    # Measured from our last read: the server's timer started as it sent that.
+    assert 0.75 * SERVER_IDLE_S <= snap.connection_idle_s <= SERVER_IDLE_S + 0.6
 
 
 def test_diagnosis_gives_websockets_ping_interval(instrumented):
@@ -84,4 +85,4 @@ def test_diagnosis_gives_websockets_ping_interval(instrumented):
     assert "ping_interval=" in stale.fix
     assert "httpx" not in stale.fix and "aiohttp" not in stale.fix
     estimate = stale.params["peer_idle_timeout_s"]
-    assert estimate is not None and SERVER_IDLE_S - 0.05 <= estimate <= SERVER_IDLE_S + 0.6
+    assert estimate is not None and 0.75 * SERVER_IDLE_S <= estimate <= SERVER_IDLE_S + 0.6
