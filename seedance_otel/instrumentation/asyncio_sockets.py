@@ -285,6 +285,8 @@ def _watch_writes(watch: _Watch, transport: Any) -> None:
 
 
 def _hooked_read(watch: _Watch, original: Any) -> Any:
+    # For data_received(data) and buffer_updated(nbytes): the loop passes
+    # either positionally.
     def data_received(data: Any) -> Any:
         if _patches.enabled:
             watch.prev_read = watch.last_read
