@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 import seedance_otel
-from seedance_otel import FaultKind
+from seedance_otel import FaultKind, ResetContextSnapshot
 from seedance_otel.diagnosis import _rules as rules
+from seedance_otel.exporting.attributes import snapshot_from_attributes, snapshot_to_attributes
 from seedance_otel.instrumentation.asyncio_clients import KNOWN_CLIENTS, stream_client
 
 from faultservers import Action, HttpFaultServer
@@ -88,3 +89,13 @@ def test_every_known_client_is_found_by_its_package():
         assert stream_client(client.package) is client
         assert "9" in client.idle_fix("9")
     assert stream_client(None) is None and stream_client("myapp") is None
+
+
+def test_the_new_fields_cross_the_wire_and_json_unchanged():
+    snap = stream_reset(3.5, "redis", peer_addresses_tried=("127.0.0.2", "127.0.0.1"))
+    attributes = snapshot_to_attributes(snap)
+    assert attributes["seedance.client.library"] == "redis"
+    assert attributes["seedance.peer.addresses_tried"] == ["127.0.0.2", "127.0.0.1"]
+    back = snapshot_from_attributes(attributes, trace_id=snap.trace_id, span_id=snap.span_id)
+    assert back == snap
+    assert ResetContextSnapshot.from_dict(snap.to_dict()) == snap
