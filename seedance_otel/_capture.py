@@ -79,6 +79,11 @@ class FaultContext:
     trace_ids: tuple[str | None, str | None] | None = None
     """The span to blame, when it is not the current one (asyncio transports
     fail in loop callbacks, outside the context that made them)."""
+    fin_message: str | None = None
+    """For a FIN (``exc`` is ``None``): the hook's account of it, instead of
+    the generic message (when it arrived, relative to the write that met it)."""
+    client_library: str | None = None
+    """The client library that made a plain asyncio connection."""
 
 
 def reset_after_fork() -> None:
@@ -187,7 +192,7 @@ def _snapshot(
     if ctx.exc is not None:
         message = classification.message
     else:
-        message = _FIN_MESSAGES.get(classification.kind, "")
+        message = ctx.fin_message or _FIN_MESSAGES.get(classification.kind, "")
     dns = ctx.dns
     return ResetContextSnapshot(
         kind=classification.kind,
@@ -220,6 +225,8 @@ def _snapshot(
         dns_duration_s=dns.duration_s if dns is not None else None,
         peer_reuse_ok_max_idle_s=connection.peer_reuse_ok_max_idle_s,
         peer_reuse_ok_count=connection.peer_reuse_ok_count,
+        client_library=ctx.client_library,
+        peer_addresses_tried=connection.peer_addresses_tried,
         collapsed_count=carried.count or None,
         collapsed_since_ns=carried.since_ns if carried.count else None,
     )

@@ -77,6 +77,8 @@ class ConnectionFields:
     tls_version: str | None = None
     peer_reuse_ok_max_idle_s: float | None = None
     peer_reuse_ok_count: int | None = None
+    peer_addresses_tried: tuple[str, ...] | None = None
+    """A failed connect's addresses, in order, when it tried more than one."""
 
 
 SO_COOKIE = getattr(socket, "SO_COOKIE", 57 if sys.platform.startswith("linux") else None)
@@ -110,6 +112,15 @@ class PeerStats:
         self.idle_close_count = 0
         self.idle_close_min_s: float | None = None
         self.idle_close_max_s: float | None = None
+
+    def record_reuse_ok(self, idle_s: float) -> None:
+        """A reuse after ``idle_s`` idle got its answer (the inline copy in
+        ``ConnectionHistory.end_request_ok`` saves a call per HTTP request)."""
+        count = self.reuse_ok_count
+        self.reuse_ok_recent[count % self.RECENT] = idle_s
+        self.reuse_ok_count = count + 1
+        if idle_s > self.reuse_ok_max_idle_s:
+            self.reuse_ok_max_idle_s = idle_s
 
     def record_idle_close(self, idle_s: float) -> None:
         """The peer closed a connection that had been idle for ``idle_s``."""

@@ -111,6 +111,14 @@ class ResetContextSnapshot:
     succeeded, as of the fault (the lower bracket of the peer's idle timeout)."""
     peer_reuse_ok_count: int | None = None
     """Successful reuses of connections to this peer, as of the fault."""
+    client_library: str | None = None
+    """The client library that made a plain asyncio connection (library
+    ``asyncio``): the top-level package of the code that made it (``redis``,
+    ``asyncpg``, ``websockets``, ...); ``None`` for aiohttp and httpx."""
+    peer_addresses_tried: tuple[str, ...] | None = None
+    """Every peer address a failed connect tried, in order, when it tried more
+    than one (several addresses behind the name, happy eyeballs);
+    ``peer_address`` is the last."""
     collapsed_count: int | None = None
     """In a fault storm: how many more faults of the same key (server, kind,
     library, phase, error type) this snapshot stands for, beyond its own, that
@@ -136,6 +144,7 @@ class ResetContextSnapshot:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         values["kind"] = FaultKind(values["kind"])
-        if values.get("alpn_offered") is not None:
-            values["alpn_offered"] = tuple(str(p) for p in values["alpn_offered"])
+        for name in ("alpn_offered", "peer_addresses_tried"):
+            if values.get(name) is not None:
+                values[name] = tuple(str(p) for p in values[name])
         return cls(**values)

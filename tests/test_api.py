@@ -46,6 +46,8 @@ DESIGN_FIELDS = {
     # Additions beyond the design table (see CHANGELOG):
     "peer_reuse_ok_max_idle_s": "float | None",
     "peer_reuse_ok_count": "int | None",
+    "client_library": "str | None",
+    "peer_addresses_tried": "tuple[str, ...] | None",
     "collapsed_count": "int | None",
     "collapsed_since_ns": "int | None",
 }

@@ -50,7 +50,9 @@ def test_rst_instead_of_an_answer(instrumented):
     assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
     assert snap.local_port == local_port
     assert snap.trace_id == trace_id
-    assert snap.connection_reused is None
+    # The first exchange on a new connection: no reuse, nothing served yet.
+    assert snap.connection_reused is False and snap.connection_requests == 0
+    assert snap.client_library == "test_asyncio_sockets"  # the code that connected
     assert snap.connection_age_s is not None and snap.connection_age_s >= 0
 
 
@@ -164,3 +166,65 @@ def test_library_faults_are_not_recorded_twice(instrumented, client):
     snaps = seedance_otel.snapshots()
     assert len(snaps) == 1
     assert snaps[0].library != "asyncio"
+
+
+def test_a_write_after_an_idle_fin_is_a_stale_reuse_with_that_writes_trace(instrumented):
+    """The FIN arrives while the connection sits idle; the next request meets it."""
+    tracer = TracerProvider().get_tracer("test")
+    with HttpFaultServer(idle_close_s=0.5) as server:
+
+        async def main() -> tuple[bytes, str, str]:
+            with tracer.start_as_current_span("connect") as connect_span:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(REQUEST)
+                await reader.readuntil(b"ok")
+            await asyncio.sleep(0.9)  # the server's FIN comes in at 0.5 s
+            with tracer.start_as_current_span("second") as span:
+                writer.write(REQUEST)
+                rest = await asyncio.wait_for(reader.read(1024), 5)
+            writer.close()
+            return (
+                rest,
+                f"{connect_span.get_span_context().trace_id:032x}",
+                (f"{span.get_span_context().trace_id:032x}"),
+            )
+
+        rest, connect_trace, second_trace = asyncio.run(main())
+    assert rest == b""
+    [snap] = asyncio_snaps()
+    assert (snap.kind, snap.phase) == (FaultKind.CONNECTION_RESET, "request")
+    assert snap.connection_reused is True and snap.connection_requests == 1
+    assert snap.connection_idle_s is not None and 0.85 <= snap.connection_idle_s <= 1.5
+    assert snap.trace_id == second_trace != connect_trace
+    assert "before the write that met it" in snap.error_message
+
+
+def test_each_exchange_carries_its_own_trace_and_idle_time(instrumented):
+    """The RST hits the third request: its span and the idle time before it."""
+    tracer = TracerProvider().get_tracer("test")
+    answers = iter([Action.RESPOND, Action.RESPOND, Action.RST])
+    with HttpFaultServer(lambda info: next(answers)) as server:
+
+        async def main() -> list[str]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            traces = []
+            try:
+                for index in range(3):
+                    await asyncio.sleep(0.3 if index == 2 else 0.0)
+                    with tracer.start_as_current_span(f"request-{index}") as span:
+                        traces.append(f"{span.get_span_context().trace_id:032x}")
+                        writer.write(REQUEST)
+                        try:
+                            await asyncio.wait_for(reader.readuntil(b"ok"), 5)
+                        except (ConnectionResetError, asyncio.IncompleteReadError):
+                            pass
+            finally:
+                writer.close()
+            return traces
+
+        traces = asyncio.run(main())
+    [snap] = asyncio_snaps()
+    assert (snap.kind, snap.phase) == (FaultKind.CONNECTION_RESET, "request")
+    assert snap.trace_id == traces[2]
+    assert snap.connection_reused is True and snap.connection_requests == 2
+    assert snap.connection_idle_s is not None and 0.25 <= snap.connection_idle_s <= 1.0

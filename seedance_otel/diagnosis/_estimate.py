@@ -9,7 +9,8 @@ seconds leaves three kinds of evidence, each a one-sided bound:
   ones; every snapshot carries ``peer_reuse_ok_max_idle_s``): ``T > x``;
 * a **peer close of an idle connection** (``peer_closed_idle``) after ``x``:
   ``T <= x``. aiohttp sees the FIN when it arrives, so ``x`` is the timeout
-  itself (plus a network delay); httpcore notices only when it next looks at
+  itself (plus a network delay), and so do plain asyncio streams (the FIN is
+  timestamped as it arrives); httpcore notices only when it next looks at
   the pool, so for httpx ``x`` is merely an upper bound.
 
 With clean data every success lies below every failure and ``T`` is
@@ -60,6 +61,10 @@ samples there is no "rest" to be isolated from."""
 # the request was (being) sent and nothing came back. A reset after response
 # bytes arrived (phase "response") is a peer failing mid-answer, not idling.
 _IDLE_PHASES = frozenset({"request"})
+
+# Libraries that timestamp a peer's FIN on an idle connection as it arrives
+# (``Library.sees_idle_fin``): their idle closes measure the timeout itself.
+_SEES_IDLE_FIN = frozenset({"aiohttp", "asyncio"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +190,7 @@ def collect_idle_samples(
         if is_stale_reuse_candidate(snap):
             resets.setdefault(key, []).append(snap.connection_idle_s)
         elif snap.kind is FaultKind.PEER_CLOSED_IDLE:
-            target = exact if snap.library == "aiohttp" else upper
+            target = exact if snap.library in _SEES_IDLE_FIN else upper
             target.setdefault(key, []).append(snap.connection_idle_s)
 
     keys = set(resets) | set(exact) | set(upper)

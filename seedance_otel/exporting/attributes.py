@@ -64,6 +64,8 @@ FIELD_TO_ATTRIBUTE: dict[str, str] = {
     "dns_duration_s": "seedance.dns.duration",
     "peer_reuse_ok_max_idle_s": "seedance.peer.reuse_ok.max_idle",
     "peer_reuse_ok_count": "seedance.peer.reuse_ok.count",
+    "client_library": "seedance.client.library",
+    "peer_addresses_tried": "seedance.peer.addresses_tried",
     "timestamp_ns": "seedance.timestamp_ns",
     "collapsed_count": "seedance.collapsed.count",
     "collapsed_since_ns": "seedance.collapsed.since_ns",
@@ -147,6 +149,8 @@ def snapshot_to_attributes(snapshot: ResetContextSnapshot) -> dict[str, Any]:
     out["seedance.fault.kind"] = snapshot.kind.value
     if snapshot.alpn_offered is not None:
         out["seedance.tls.alpn.offered"] = list(snapshot.alpn_offered)
+    if snapshot.peer_addresses_tried is not None:
+        out["seedance.peer.addresses_tried"] = list(snapshot.peer_addresses_tried)
     out.update(http_method_attributes(snapshot.http_method))
     version = protocol_version(snapshot.alpn_negotiated)
     if version is not None:
@@ -184,6 +188,8 @@ def snapshot_from_attributes(
             values[field] = value
     if "alpn_offered" in values and values["alpn_offered"] is not None:
         values["alpn_offered"] = tuple(str(p) for p in values["alpn_offered"])
+    if values.get("peer_addresses_tried") is not None:
+        values["peer_addresses_tried"] = tuple(str(p) for p in values["peer_addresses_tried"])
     name = attributes.get("tls.protocol.name")
     version = attributes.get("tls.protocol.version")
     if version is not None:

@@ -18,7 +18,8 @@ arguments (see ``_patching`` for why not wrapt there):
 Everything else runs per new connection or only on a fault (wrapt):
 
 * ``TCPConnector._create_connection`` - DNS, refused, TLS and reset-on-connect
-  failures, with the request at hand.
+  failures, with the request at hand, and the sockets tried (peer address,
+  local port, cookie; every address when several were: ``connect_attempts``).
 * ``aiohttp.connector.ceil_timeout`` - the connect and sock_connect timeouts
   (used only when a new connection is needed): a ``TimeoutError`` leaving it
   is a connect, DNS or pool timeout, told apart by where the cancelled task was.
@@ -51,6 +52,7 @@ from .._frames import find_local, raised_through
 from .._guard import report_internal_error
 from .._library import ContribInstrumentor, ExceptionNames, Library
 from .._snapshot import Phase
+from . import connect_attempts
 from ._patching import PatchSet, signature_is
 from .ssl_alpn import alpn_offered_by, mark_offered
 
@@ -255,6 +257,8 @@ def _record_connect_fault(
     if req is not None:
         offered = alpn_offered_by(_ssl_context_for(connector, req))
     is_tls = bool(req is not None and req.is_ssl())
+    # The sockets tried are closed by now: what they said as they were tried.
+    tried = connect_attempts.fields_of(connect_attempts.current())
     capture(
         FaultContext(
             library=LIBRARY,
@@ -270,6 +274,7 @@ def _record_connect_fault(
             server_address=req.url.raw_host if req is not None else None,
             server_port=req.port if req is not None else None,
             dns=dns,
+            connection=tried,
         )
     )
 
@@ -279,6 +284,7 @@ async def _create_connection(
 ) -> Any:
     started_at = _monotonic()
     token = _layers.enter(LIBRARY)
+    attempts = connect_attempts.begin()
     try:
         return await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -295,6 +301,7 @@ async def _create_connection(
                 report_internal_error("aiohttp create connection")
         raise
     finally:
+        connect_attempts.end(attempts)
         _layers.leave(token)
 
 
@@ -473,6 +480,8 @@ def install(module: Any = None) -> None:
     _patches.wrap(connector.TCPConnector, "_resolve_host", _patches.when_enabled(_resolve_host))
     _patches.wrap(client_proto.ResponseHandler, "connection_lost", _connection_lost)
     _patches.wrap_module_function(connector, "ceil_timeout", _ceil_timeout)
+    # The sockets aiohappyeyeballs tries, for connect and TLS faults.
+    connect_attempts.install()
     _patches.enabled = True
     try:
         _mark_default_contexts(connector)
@@ -482,6 +491,7 @@ def install(module: Any = None) -> None:
 
 def uninstall() -> None:
     _patches.restore()
+    connect_attempts.uninstall()
 
 
 def _request_fields(request: object) -> tuple[str | None, str | None]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..._snapshot import FaultKind, ResetContextSnapshot
+from ...instrumentation.asyncio_clients import generic_idle_fix, stream_client
 from .._common import PeerKey, format_seconds, libraries, peer_key, peer_label
 from .._estimate import (
     IdleSamples,
@@ -141,7 +142,43 @@ def _near_default_note(libs: Sequence[str], est: IdleTimeoutEstimate, max_fail_s
     return ""
 
 
-def _keepalive_fix(libs: Sequence[str], keepalive_s: float, est: IdleTimeoutEstimate) -> str:
+_PLAIN_ASYNCIO = "asyncio"
+
+
+def _stream_client_fixes(
+    snaps: Sequence[ResetContextSnapshot], keepalive_s: float
+) -> dict[str, str]:
+    """Per client of a plain asyncio connection seen (redis-py, asyncpg, ...): its fix.
+
+    Keyed by the name people know the client by; a client we have no words
+    for gets the generic line under its package name.
+    """
+    seconds = _num(keepalive_s) if keepalive_s > 0 else "0"
+    texts: dict[str, str] = {}
+    for snap in snaps:
+        if snap.library != _PLAIN_ASYNCIO:
+            continue
+        client = stream_client(snap.client_library)
+        if client is not None:
+            text = client.idle_fix(seconds)
+            texts[client.display_name] = f"{text} {client.retries_reset}".rstrip()
+        else:
+            texts[snap.client_library or _PLAIN_ASYNCIO] = generic_idle_fix(seconds)
+    return texts
+
+
+def _keepalive_fix(
+    libs: Sequence[str],
+    keepalive_s: float,
+    est: IdleTimeoutEstimate,
+    stream_fixes: dict[str, str] | None = None,
+) -> str:
+    if stream_fixes:
+        # Plain asyncio clients: their own setting, beside any HTTP client's.
+        libs = [lib for lib in libs if lib != _PLAIN_ASYNCIO]
+        http = _keepalive_fix(libs, keepalive_s, est) if libs else ""
+        lines = [f"{name}: {text}" for name, text in sorted(stream_fixes.items())]
+        return "\n".join([*lines, http] if http else lines)
     if keepalive_s <= 0:
         texts = {
             "httpx": "httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) "
@@ -219,7 +256,12 @@ def stale_keepalive(
                 key,
                 snaps,
                 summary=summary,
-                fix=_keepalive_fix(libs, est.recommended_keepalive_s, est),
+                fix=_keepalive_fix(
+                    libs,
+                    est.recommended_keepalive_s,
+                    est,
+                    _stream_client_fixes(snaps, est.recommended_keepalive_s),
+                ),
                 evidence=evidence,
                 params={
                     "peer_idle_timeout_s": est.estimate_s,

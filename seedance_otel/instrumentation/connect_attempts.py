@@ -1,0 +1,118 @@
+"""The sockets a library's connect tried, for faults that strike before any connection exists.
+
+aiohttp connects through aiohappyeyeballs: one socket per address behind the
+name, each connected with ``loop.sock_connect``, then the TLS handshake on the
+one that connected. When they all fail, or the handshake does, the sockets are
+closed before the library's exception reaches its hook, and the fault would
+carry no peer address, local port or socket cookie.
+
+So while a library's connect hook runs (:func:`begin` ... :func:`end`, which
+mark the task's context) we wrap the selector loop's ``sock_connect`` and note each
+socket as it is tried, in order: its address at once, and its local port,
+cookie (and peer, once connected) when the attempt ends, before anyone closes
+it. Happy-eyeballs attempts run in tasks that inherit the context, so they
+share the list. Outside such a hook ``sock_connect`` costs one context-variable
+read. uvloop's loop cannot be wrapped: there the attempts stay unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar, Token
+from typing import Any
+
+from .._connection import ConnectionFields, SocketFacts, socket_facts
+from .._guard import report_internal_error
+from ._patching import PatchSet
+
+__all__ = ["begin", "current", "end", "fields_of", "install", "uninstall"]
+
+_patches = PatchSet("connect_attempts")
+_attempts: ContextVar[list[SocketFacts] | None] = ContextVar(
+    "seedance_otel_connect_attempts", default=None
+)
+MAX_ATTEMPTS = 16
+"""A connect rarely tries more; the list is per connect, so this bounds memory."""
+
+
+def begin() -> Token[list[SocketFacts] | None]:
+    """A library starts connecting in this context: note the sockets it tries."""
+    return _attempts.set([])
+
+
+def end(token: Token[list[SocketFacts] | None]) -> None:
+    try:
+        _attempts.reset(token)
+    except ValueError:  # reset from another context (cancelled across tasks)
+        _attempts.set(None)
+
+
+def current() -> list[SocketFacts] | None:
+    """The sockets tried so far by the connect running in this context."""
+    return _attempts.get()
+
+
+def fields_of(attempts: list[SocketFacts] | None) -> ConnectionFields | None:
+    """The connection part of a failed connect's snapshot: the last socket tried,
+    and every address tried (in order, each once) when there were several."""
+    if not attempts:
+        return None
+    last = attempts[-1]
+    addresses = tuple(dict.fromkeys(a.peer_address for a in attempts if a.peer_address))
+    return ConnectionFields(
+        peer_address=last.peer_address,
+        peer_port=last.peer_port,
+        local_port=last.local_port,
+        socket_cookie=last.socket_cookie,
+        peer_addresses_tried=addresses if len(addresses) > 1 else None,
+    )
+
+
+def _note(facts: SocketFacts, sock: Any, address: Any) -> None:
+    """Fill ``facts`` from the socket as the attempt ends (it is still open)."""
+    read = socket_facts(sock, address)
+    facts.local_port = read.local_port
+    facts.socket_cookie = read.socket_cookie
+    if read.peer_address is not None:
+        facts.peer_address, facts.peer_port = read.peer_address, read.peer_port
+
+
+async def _connect_and_note(
+    wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], facts: SocketFacts
+) -> Any:
+    sock = args[0] if args else kwargs.get("sock")
+    address = args[1] if len(args) > 1 else kwargs.get("address")
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        try:
+            _note(facts, sock, address)
+        except Exception:
+            report_internal_error("sock_connect (note)")
+
+
+def _sock_connect(
+    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    attempts = _attempts.get()
+    if attempts is None or not _patches.enabled or len(attempts) >= MAX_ATTEMPTS:
+        return wrapped(*args, **kwargs)
+    try:
+        address = args[1] if len(args) > 1 else kwargs.get("address")
+        facts = socket_facts(None, address)
+        attempts.append(facts)
+    except Exception:
+        report_internal_error("sock_connect")
+        return wrapped(*args, **kwargs)
+    return _connect_and_note(wrapped, args, kwargs, facts)
+
+
+def install() -> None:
+    if _patches.count:
+        return
+    _patches.wrap(asyncio.selector_events.BaseSelectorEventLoop, "sock_connect", _sock_connect)
+    _patches.enabled = True
+
+
+def uninstall() -> None:
+    _patches.restore()

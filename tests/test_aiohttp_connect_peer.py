@@ -1,0 +1,166 @@
+"""aiohttp faults during connect and TLS carry the socket that was actually tried.
+
+aiohttp closes the sockets of a failed connect before its exception reaches
+any hook; the snapshot must still say which peer address and port were tried,
+from which local port (the server sees it too), with which socket cookie, and,
+when the name had several addresses, all of them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import Any
+
+import pytest
+
+import seedance_otel
+from seedance_otel import FaultKind
+from seedance_otel.demo.faultservers import LoopbackServer
+
+from faultservers import AlpnRefusingServer, closed_port, rst_close
+
+aiohttp = pytest.importorskip("aiohttp")
+
+
+class PortRecordingAlpnServer(AlpnRefusingServer):
+    """Refuses ALPN with alert 120, and remembers each client's source port."""
+
+    def __init__(self, cert_pem_path: str) -> None:
+        super().__init__(cert_pem_path)
+        self.client_ports: list[int] = []
+
+    def handle(self, raw: socket.socket) -> None:
+        self.client_ports.append(raw.getpeername()[1])
+        super().handle(raw)
+
+
+class RstOnHelloServer(LoopbackServer):
+    """Reads the client's TLS hello, then resets the connection; remembers source ports."""
+
+    scheme = "https"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client_ports: list[int] = []
+
+    def serve(self, raw: socket.socket, index: int) -> None:
+        self.client_ports.append(raw.getpeername()[1])
+        raw.settimeout(5)
+        raw.recv(4096)
+        rst_close(raw)
+
+
+class TwoAddresses(aiohttp.abc.AbstractResolver):
+    """A name behind two loopback addresses, in this order (a real resolver's answer)."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.addresses = addresses
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, Any]]:
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in self.addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def cert_pem(ca, tmp_path_factory):
+    cert = ca.issue_cert("127.0.0.1", "localhost", "two.test")
+    path = tmp_path_factory.mktemp("tls") / "server.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def http11_only_context(ca) -> ssl.SSLContext:
+    """Offers http/1.1 alone: the ALPN-refusing server answers with alert 120."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def fetch(url: str, ssl_context: Any, resolver: Any = None) -> BaseException | None:
+    async def main() -> BaseException | None:
+        connector = aiohttp.TCPConnector(ssl=ssl_context, resolver=resolver)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    await resp.read()
+            except Exception as exc:
+                return exc
+        return None
+
+    return asyncio.run(main())
+
+
+def the_snapshot() -> seedance_otel.ResetContextSnapshot:
+    [snap] = [s for s in seedance_otel.snapshots() if s.library == "aiohttp"]
+    return snap
+
+
+def test_tls_alert_carries_the_peer_and_local_port(instrumented, cert_pem, http11_only_context):
+    with PortRecordingAlpnServer(cert_pem) as server:
+        exc = fetch(server.url("/"), http11_only_context)
+        client_ports = list(server.client_ports)
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    snap = the_snapshot()
+    assert (snap.kind, snap.phase) == (FaultKind.ALPN_MISMATCH, "tls")
+    assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
+    assert snap.local_port is not None and snap.local_port in client_ports
+    assert snap.socket_cookie is not None and snap.socket_cookie > 0
+    assert snap.peer_addresses_tried is None  # one address: peer_address says it
+
+
+def test_rst_in_the_tls_handshake_carries_the_peer_and_local_port(
+    instrumented, http11_only_context
+):
+    with RstOnHelloServer() as server:
+        exc = fetch(server.url("/"), http11_only_context)
+        client_ports = list(server.client_ports)
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    snap = the_snapshot()
+    assert snap.kind is FaultKind.CONNECTION_RESET and snap.phase in ("connect", "tls")
+    assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
+    assert snap.local_port is not None and snap.local_port in client_ports
+    assert snap.socket_cookie is not None
+
+
+def test_refused_connect_carries_the_peer_tried(instrumented):
+    port = closed_port()
+    exc = fetch(f"http://127.0.0.1:{port}/", None)
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    snap = the_snapshot()
+    assert snap.kind is FaultKind.CONNECT_REFUSED
+    assert snap.peer_address == "127.0.0.1" and snap.peer_port == port
+    assert snap.local_port is not None and snap.local_port > 0
+    assert snap.socket_cookie is not None
+
+
+def test_a_name_with_two_addresses_lists_both_in_order(
+    instrumented, cert_pem, http11_only_context
+):
+    """127.0.0.2 refuses (nothing listens there); 127.0.0.1 answers with alert 120."""
+    with PortRecordingAlpnServer(cert_pem) as server:
+        resolver = TwoAddresses(["127.0.0.2", "127.0.0.1"])
+        exc = fetch(f"https://two.test:{server.port}/", http11_only_context, resolver)
+        client_ports = list(server.client_ports)
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    snap = the_snapshot()
+    assert snap.kind is FaultKind.ALPN_MISMATCH
+    assert snap.server_address == "two.test"
+    assert snap.peer_addresses_tried == ("127.0.0.2", "127.0.0.1")
+    assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
+    assert snap.local_port in client_ports
