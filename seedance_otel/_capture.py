@@ -31,7 +31,7 @@ from ._library import Library
 from ._names import exception_type_name
 from ._redact import redact_message, redact_url
 from ._snapshot import NO_EXCEPTION, FaultKind, ResetContextSnapshot
-from ._trace_context import current_trace_ids
+from ._trace_context import NO_TRACE, TraceIds, current_trace_ids
 
 __all__ = ["FaultContext", "capture"]
 
@@ -76,7 +76,7 @@ class FaultContext:
     server_address: str | None = None
     server_port: int | None = None
     dns: DnsFields | None = None
-    trace_ids: tuple[str | None, str | None] | None = None
+    trace_ids: TraceIds | None = None
     """The span to blame, when it is not the current one (asyncio transports
     fail in loop callbacks, outside the context that made them)."""
     fin_message: str | None = None
@@ -155,12 +155,12 @@ def _error_type(ctx: FaultContext) -> str:
     return exception_type_name(ctx.exc) if ctx.exc is not None else NO_EXCEPTION
 
 
-def _trace_ids(ctx: FaultContext) -> tuple[str | None, str | None]:
+def _trace_ids(ctx: FaultContext) -> TraceIds:
     # A fault outside any request (an idle pooled connection closing) runs in
     # an event-loop callback whose context belongs to nobody: no trace.
     if ctx.trace_ids is not None:
         return ctx.trace_ids
-    return current_trace_ids() if ctx.in_request else (None, None)
+    return current_trace_ids() if ctx.in_request else NO_TRACE
 
 
 def _method_and_url(ctx: FaultContext, request: object | None) -> tuple[str | None, str | None]:
@@ -188,7 +188,7 @@ def _snapshot(
     if connection is None:
         connection = _NO_CONNECTION
     method, url = _method_and_url(ctx, request)
-    trace_id, span_id = _trace_ids(ctx)
+    trace_id, span_id, sampled = _trace_ids(ctx)
     if ctx.exc is not None:
         message = classification.message
     else:
@@ -204,6 +204,7 @@ def _snapshot(
         errno=classification.errno,
         trace_id=trace_id,
         span_id=span_id,
+        trace_sampled=sampled,
         server_address=server_address,
         server_port=server_port,
         http_method=method,

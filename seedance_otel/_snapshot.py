@@ -88,6 +88,9 @@ class ResetContextSnapshot:
     error_message: str
     trace_id: str | None = None
     span_id: str | None = None
+    trace_sampled: bool | None = None
+    """The span's sampled flag (``None``: unknown, or no span); log records
+    carry it as their trace flags."""
     server_address: str | None = None
     server_port: int | None = None
     peer_address: str | None = None

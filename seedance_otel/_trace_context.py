@@ -15,9 +15,14 @@ from typing import Any
 
 from opentelemetry import trace as otel_trace
 
-__all__ = ["current_trace_ids"]
+__all__ = ["NO_TRACE", "TraceIds", "current_trace_ids"]
 
-_INVALID = (None, None)
+TraceIds = tuple[str | None, str | None, bool | None]
+"""(trace id, span id, sampled): the span's W3C ids and its sampled flag
+(``None`` when unknown: an OpenTracing span)."""
+
+NO_TRACE: TraceIds = (None, None, None)
+_INVALID = NO_TRACE
 
 
 def _hex(value: Any, width: int) -> str | None:
@@ -37,7 +42,7 @@ def _hex(value: Any, width: int) -> str | None:
     return None
 
 
-def _opentracing_ids() -> tuple[str | None, str | None]:
+def _opentracing_ids() -> TraceIds:
     opentracing = sys.modules.get("opentracing")
     if opentracing is None:
         return _INVALID
@@ -50,12 +55,12 @@ def _opentracing_ids() -> tuple[str | None, str | None]:
     span_id = _hex(getattr(ctx, "span_id", None), 16)
     if trace_id is None or span_id is None:
         return _INVALID
-    return trace_id, span_id
+    return trace_id, span_id, None
 
 
-def current_trace_ids() -> tuple[str | None, str | None]:
-    """``(trace_id, span_id)`` of the span active here, or ``(None, None)``."""
+def current_trace_ids() -> TraceIds:
+    """``(trace_id, span_id, sampled)`` of the span active here, or :data:`NO_TRACE`."""
     ctx = otel_trace.get_current_span().get_span_context()
     if ctx.is_valid:
-        return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
+        return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", ctx.trace_flags.sampled
     return _opentracing_ids()

@@ -21,6 +21,7 @@ DESIGN_FIELDS = {
     "timestamp_ns": "int",
     "trace_id": "str | None",
     "span_id": "str | None",
+    "trace_sampled": "bool | None",
     "library": "str",
     "phase": "str",
     "server_address": "str | None",

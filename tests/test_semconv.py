@@ -100,9 +100,15 @@ def test_http_method_is_normalised(method, expected, original):
     assert back.http_method == method
 
 
-def test_log_record_keeps_two_clocks_and_claims_no_sampling():
+@pytest.mark.parametrize(
+    ("sampled", "flags"),
+    [(True, TraceFlags.SAMPLED), (False, TraceFlags.DEFAULT), (None, TraceFlags.DEFAULT)],
+)
+def test_log_record_keeps_two_clocks_and_the_span_s_own_flags(sampled, flags):
     snapshot = make_snapshot(
-        trace_id="0af7651916cd43dd8448eb211c80319c", span_id="b7ad6b7169203331"
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+        span_id="b7ad6b7169203331",
+        trace_sampled=sampled,
     )
     [record] = to_log_records(
         [snapshot], Resource.create({}), InstrumentationScope("seedance_otel", "test")
@@ -110,8 +116,22 @@ def test_log_record_keeps_two_clocks_and_claims_no_sampling():
     log = record.log_record
     assert log.timestamp == snapshot.timestamp_ns
     assert log.observed_timestamp > snapshot.timestamp_ns  # made now, from an older fault
-    assert log.trace_flags == TraceFlags(TraceFlags.DEFAULT)
+    assert log.trace_flags == TraceFlags(flags)
     assert log.trace_id == int(snapshot.trace_id, 16)
+
+
+def test_a_fault_keeps_whether_its_span_was_sampled():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+    from seedance_otel._trace_context import current_trace_ids
+
+    for sampler, expected in ((ALWAYS_ON, True), (ALWAYS_OFF, False)):
+        tracer = TracerProvider(sampler=sampler).get_tracer("test")
+        with tracer.start_as_current_span("call") as span:
+            trace_id, span_id, sampled = current_trace_ids()
+        assert (trace_id, sampled) == (f"{span.get_span_context().trace_id:032x}", expected)
+    assert current_trace_ids() == (None, None, None)
 
 
 @pytest.mark.parametrize(

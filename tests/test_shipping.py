@@ -74,6 +74,7 @@ def test_resets_arrive_as_events_in_batches(monkeypatch, receiver, shipping, pro
         item.resource.get("deployment.environment") == "test" for item in receiver.snapshots
     )
     assert all(s.trace_id is not None and len(s.trace_id) == 32 for s in received)
+    assert all(s.trace_sampled is True for s in received)  # the span's own flag
     stats = seedance_otel.stats()
     assert stats["exported"] == n and stats["pending"] == 0
     assert (

@@ -179,8 +179,11 @@ def snapshot_from_attributes(
     timestamp_ns: int | None = None,
     trace_id: str | None = None,
     span_id: str | None = None,
+    trace_sampled: bool | None = None,
 ) -> ResetContextSnapshot:
-    """Rebuild a snapshot from its wire attributes (raises on missing required ones)."""
+    """Rebuild a snapshot from its wire attributes (raises on missing required ones).
+
+    The trace comes from the log record (its ids and flags), not from attributes."""
     values: dict[str, Any] = {}
     for attribute, value in attributes.items():
         field = _ATTRIBUTE_TO_FIELD.get(attribute)
@@ -209,4 +212,5 @@ def snapshot_from_attributes(
     values.setdefault("timestamp_ns", timestamp_ns or 0)
     values["trace_id"] = trace_id
     values["span_id"] = span_id
+    values["trace_sampled"] = trace_sampled if trace_id is not None else None
     return ResetContextSnapshot(**values)

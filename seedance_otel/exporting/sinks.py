@@ -140,7 +140,10 @@ def to_log_records(
                 trace_id=int(snapshot.trace_id, 16),
                 span_id=int(snapshot.span_id, 16),
                 is_remote=False,
-                trace_flags=TraceFlags(TraceFlags.DEFAULT),
+                # The span's own flags: sampled only when it was.
+                trace_flags=TraceFlags(
+                    TraceFlags.SAMPLED if snapshot.trace_sampled else TraceFlags.DEFAULT
+                ),
             )
             context = set_span_in_context(NonRecordingSpan(span_context))
         record = LogRecord(

@@ -64,7 +64,7 @@ from .._connection import ConnectionFields, ConnectionHistory, socket_facts
 from .._guard import report_internal_error
 from .._library import Library
 from .._snapshot import Phase
-from .._trace_context import current_trace_ids
+from .._trace_context import NO_TRACE, TraceIds, current_trace_ids
 from ._patching import PatchSet
 from .asyncio_clients import creating_client
 from .ssl_alpn import alpn_offered_by
@@ -124,7 +124,7 @@ class _Watch:
     def __init__(
         self,
         history: ConnectionHistory,
-        trace_ids: tuple[str | None, str | None],
+        trace_ids: TraceIds,
         client: str | None,
     ):
         self.history = history
@@ -185,10 +185,10 @@ class _Watch:
         # callbacks hold contexts the same way.
         self.exchange_context = _copy_context()
 
-    def exchange_trace_ids(self) -> tuple[str | None, str | None]:
+    def exchange_trace_ids(self) -> TraceIds:
         """The trace of the exchange in flight (fault path)."""
         context = self.exchange_context
-        return context.run(current_trace_ids) if context is not None else (None, None)
+        return context.run(current_trace_ids) if context is not None else NO_TRACE
 
     def unshadow(self) -> None:
         """Remove our per-instance wrappers (they form reference cycles)."""
@@ -454,7 +454,7 @@ def _capture_end(
     exc: BaseException | None,
     phase: Phase,
     connection: ConnectionFields,
-    trace_ids: tuple[str | None, str | None],
+    trace_ids: TraceIds,
     message: str | None,
 ) -> None:
     history = watch.history
@@ -509,7 +509,7 @@ async def _create_connection_and_watch(
         trace_ids = current_trace_ids()
     except Exception:  # a third-party OpenTracing tracer misbehaving
         report_internal_error("asyncio create_connection (trace)")
-        trace_ids = (None, None)
+        trace_ids = NO_TRACE
     host = args[1] if len(args) > 1 else kwargs.get("host")
     port = args[2] if len(args) > 2 else kwargs.get("port")
     ssl_arg = kwargs.get("ssl")

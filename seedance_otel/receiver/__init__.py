@@ -354,6 +354,7 @@ def _snapshot_of(record: Any) -> ResetContextSnapshot:
             timestamp_ns=record.time_unix_nano,
             trace_id=record.trace_id.hex() or None,
             span_id=record.span_id.hex() or None,
+            trace_sampled=bool(record.flags & 0x01) if record.trace_id else None,
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise BadRequest(400, f"a {EVENT_NAME} record is not a snapshot: {exc!r}") from None
