@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 import seedance_otel
-from seedance_otel import FaultKind
-from seedance_otel.diagnosis import Finding, Severity, diagnose, read_snapshots
+from seedance_otel import FaultKind, diagnose
+from seedance_otel.diagnosis import Finding, Severity, read_snapshots
 from seedance_otel.diagnosis.cli import register
 
 from clients import run_steps
@@ -99,7 +99,7 @@ def test_idle_timeout_estimate_within_15_percent(instrumented, tmp_path):
             assert finding.evidence["libraries"] == [library]
             assert finding.evidence["resets"] == 3  # two POSTs and the GET
             if library == "aiohttp":
-                assert finding.evidence["aiohttp_retried_silently"] == 1
+                assert finding.evidence["retried_silently"] == 1
             setting = "keepalive_expiry" if library == "httpx" else "keepalive_timeout"
             assert f"{setting}={finding.params['recommended_keepalive_s']:g}" in finding.fix
             # The reset after no idle is set aside, not taken as the timeout.

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._snapshot import FaultKind, ResetContextSnapshot
 
-__all__ = ["JsonlSnapshots", "MalformedLine", "parse_snapshot_line", "read_snapshots"]
+__all__ = [
+    "PROGRESS_EVERY",
+    "JsonlSnapshots",
+    "LineProgress",
+    "MalformedLine",
+    "parse_snapshot_line",
+    "read_snapshots",
+]
 
 _MAX_REASON = 200
 
@@ -60,23 +68,68 @@ def _accepts(type_name: str, value: Any) -> bool:
     return True
 
 
+_MAX_INT = 2**64
+"""No integer field (a port, a count, nanoseconds, a socket cookie) holds more."""
+_SIGNED_FIELDS = frozenset({"errno"})
+"""The one numeric field that may be negative (``getaddrinfo`` errors are)."""
+
+# Per field, once: its name, the type alternatives its annotation allows (the
+# annotations are strings, such as ``"float | None"``), and whether a number
+# in it may be negative.
+_FIELDS: tuple[tuple[str, tuple[str, ...], bool], ...] = tuple(
+    (
+        field.name,
+        tuple(part.strip() for part in str(field.type).split("|")),
+        field.name in _SIGNED_FIELDS,
+    )
+    for field in dataclasses.fields(ResetContextSnapshot)
+)
+
+
+def _bad_number(value: Any, signed: bool) -> str | None:
+    """Why a number cannot be a snapshot's (too large, negative, not finite), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int):
+        if not -_MAX_INT < value < _MAX_INT:
+            return "an integer out of range"
+    elif not math.isfinite(value):
+        return "not a finite number"
+    if value < 0 and not signed:
+        return "negative"
+    return None
+
+
 def _check_types(snapshot: ResetContextSnapshot) -> None:
     """``from_dict`` does not check types; the rules do arithmetic on these fields.
 
-    The annotations are strings (``from __future__ import annotations``) such
-    as ``"float | None"``; a value must fit one of the alternatives.
+    A value must fit one of its annotation's alternatives, and a number must
+    be one the field can hold: finite, within 64 bits, and not negative
+    (durations, counts and ports never are).
     """
-    for field in dataclasses.fields(snapshot):
-        value = getattr(snapshot, field.name)
-        alternatives = [part.strip() for part in str(field.type).split("|")]
+    for name, alternatives, signed in _FIELDS:
+        value = getattr(snapshot, name)
+        if value is None:
+            if "None" not in alternatives:
+                raise ValueError(f"{name}: null where a value belongs")
+            continue
         if not any(_accepts(alternative, value) for alternative in alternatives):
-            raise ValueError(f"{field.name}: {type(value).__name__} where {field.type} belongs")
+            expected = " | ".join(alternatives)
+            raise ValueError(f"{name}: {type(value).__name__} where {expected} belongs")
+        problem = _bad_number(value, signed)
+        if problem is not None:
+            raise ValueError(f"{name}: {problem}")
+
+
+def _reject_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser accepts them unless told not to."""
+    raise ValueError(f"{name} is not a number a snapshot can hold")
 
 
 def parse_snapshot_line(text: str) -> ResetContextSnapshot:
     """One line to a snapshot; ``ValueError`` (with a short reason) if it is not one."""
     try:
-        data: Any = json.loads(text)
+        data: Any = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
     if isinstance(data, dict) and isinstance(data.get("snapshot"), dict):
@@ -99,11 +152,17 @@ def parse_snapshot_line(text: str) -> ResetContextSnapshot:
     return snapshot
 
 
-def read_snapshots(lines: Iterable[str]) -> JsonlSnapshots:
+LineProgress = Callable[[int], None]
+"""Told the number of lines read so far, every :data:`PROGRESS_EVERY` lines."""
+PROGRESS_EVERY = 10_000
+
+
+def read_snapshots(lines: Iterable[str], progress: LineProgress | None = None) -> JsonlSnapshots:
     """Snapshots from an iterable of lines (an open file, ``sys.stdin``, a list).
 
     Blank lines are skipped silently; every other line either yields a
-    snapshot or a :class:`MalformedLine`.
+    snapshot or a :class:`MalformedLine` (also a number no snapshot holds:
+    NaN, an infinity, a negative duration, an integer beyond 64 bits).
     """
     snapshots: list[ResetContextSnapshot] = []
     malformed: list[MalformedLine] = []
@@ -119,4 +178,6 @@ def read_snapshots(lines: Iterable[str]) -> JsonlSnapshots:
             malformed.append(MalformedLine(number, str(exc)[:_MAX_REASON]))
         except RecursionError:
             malformed.append(MalformedLine(number, "nested too deeply"))
+        if progress is not None and number % PROGRESS_EVERY == 0:
+            progress(number)
     return JsonlSnapshots(tuple(snapshots), tuple(malformed), count)
