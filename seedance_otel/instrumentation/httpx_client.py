@@ -362,6 +362,19 @@ def _on_request_failed(history: ConnectionHistory, exc: BaseException) -> None:
 # -- per closed connection: did the peer close it while idle? -------------------
 
 
+def _closing_itself(connection: Any) -> bool:
+    """httpcore is closing the connection by its own decision, not finding it closed.
+
+    A pooled HTTP/1.1 connection has started its next h11 cycle (the peer's
+    state ``IDLE``). After a response that said ``Connection: close``,
+    httpcore closes the connection straight from ``_response_closed`` with
+    the peer's state ``MUST_CLOSE``: the socket is readable (the peer's FIN
+    follows its last response) but nothing failed.
+    """
+    state = getattr(getattr(connection, "_h11_state", None), "their_state", None)
+    return state is not None and getattr(state, "__name__", "IDLE") != "IDLE"
+
+
 def _connection_closing(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -369,7 +382,11 @@ def _connection_closing(
         try:
             history = getattr(instance, _HISTORY, None)
             if history is not None:
-                if history.idle_in_pool and _runtime.RUNTIME is not None:
+                if (
+                    history.idle_in_pool
+                    and _runtime.RUNTIME is not None
+                    and not _closing_itself(instance)
+                ):
                     stream = getattr(instance, "_network_stream", None)
                     # A readable socket on an idle HTTP/1.1 connection can only
                     # mean EOF (or RST) from the peer: httpcore's own test.
