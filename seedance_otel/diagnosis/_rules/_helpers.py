@@ -32,11 +32,13 @@ from .._evidence import Evidence, PeerStatsMap
 from .._finding import Finding, Severity
 
 __all__ = [
+    "RACE_TOLERANCE",
     "Evidence",
     "PeerKey",
     "PeerStatsMap",
     "Rule",
     "advice_lines",
+    "clearly_below",
     "common_evidence",
     "counted",
     "format_seconds",
@@ -75,6 +77,22 @@ class Rule:
     ) -> list[Finding]:
         """This rule alone on ``snapshots`` (what a test or a one-off check wants)."""
         return self.find(Evidence(snapshots, peer_stats))
+
+
+RACE_TOLERANCE = 0.01
+"""An idle time counts as shorter than a success only when it is shorter by more
+than 1 % (at least 5 ms): the peer's timer and the client's race by a round
+trip, and coarse timers fire late."""
+
+
+def clearly_below(idles: list[float], ok_max: float | None) -> bool:
+    """Most of ``idles`` are clearly (beyond :data:`RACE_TOLERANCE`) shorter than a
+    reuse that worked: then an idle timeout cannot be what ended those connections.
+    """
+    if ok_max is None:
+        return False
+    limit = ok_max - max(RACE_TOLERANCE * ok_max, 0.005)
+    return sum(1 for i in idles if i < limit) * 2 >= len(idles)
 
 
 def counted(count: int, noun: str) -> str:

@@ -18,6 +18,7 @@ from ._helpers import (
     PeerKey,
     Rule,
     advice_lines,
+    clearly_below,
     format_seconds,
     libraries,
     median,
@@ -31,14 +32,12 @@ __all__ = [
     "AGE_CLUSTER_SHARE",
     "AGE_CLUSTER_TOLERANCE",
     "AgeCluster",
-    "clearly_below",
     "lifetime_clusters",
     "max_connection_lifetime",
 ]
 
 AGE_CLUSTER_TOLERANCE = 0.10
-"""Ages within 10 % of each other count as "the same age"; an idle time counts
-as shorter than a success only when it is more than 10 % shorter."""
+"""Ages within 10 % of each other count as "the same age"."""
 AGE_CLUSTER_SHARE = 0.6
 """The cluster must hold this share of the peer's reuse failures."""
 AGE_CLUSTER_MIN = 3
@@ -54,18 +53,6 @@ class AgeCluster:
     idle_min_s: float
     idle_max_s: float
     total: int
-
-
-def clearly_below(idles: list[float], ok_max: float | None) -> bool:
-    """Most of ``idles`` are clearly (beyond the tolerance) shorter than a reuse that worked.
-
-    Then an idle timeout cannot be what ended those connections. Idle times
-    near the longest success prove nothing: timers race by a round trip.
-    """
-    if ok_max is None:
-        return False
-    limit = ok_max * (1 - AGE_CLUSTER_TOLERANCE)
-    return sum(1 for i in idles if i < limit) * 2 >= len(idles)
 
 
 def _densest(items: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:

@@ -24,6 +24,7 @@ from ._helpers import (
     PeerKey,
     Rule,
     advice_lines,
+    clearly_below,
     counted,
     format_seconds,
     libraries,
@@ -38,7 +39,9 @@ REQUEST_CLUSTER_MIN = 3
 """Failures at one request count needed before a limit is claimed."""
 REQUEST_CLUSTER_SHARE = 0.6
 """The share of the peer's reuse failures that must sit at that one count."""
-_TOLERANCE = 0.10
+REQUEST_EXACT_SHARE = 0.8
+"""With this share at one count, the count wins over ages that cluster too."""
+_AGE_TOLERANCE = 0.10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _ages_tight(ages: list[float]) -> bool:
     end = 0
     for start, age in enumerate(ordered):
         end = max(end, start)
-        while end + 1 < len(ordered) and ordered[end + 1] <= age * (1 + _TOLERANCE) + 1e-3:
+        while end + 1 < len(ordered) and ordered[end + 1] <= age * (1 + _AGE_TOLERANCE) + 1e-3:
             end += 1
         best = max(best, end - start + 1)
     return best >= math.ceil(REQUEST_CLUSTER_SHARE * len(ordered))
@@ -71,12 +74,13 @@ def request_count_clusters(evidence: Evidence) -> dict[PeerKey, RequestCluster]:
     """Peers whose reuse failures sit at one ``connection_requests`` value.
 
     Claimed only when idle time cannot be the cause (most of the cluster
-    idled clearly less than a reuse that worked) and connection age cannot
-    either (the cluster's ages are not within 10 % of each other: with
-    perfectly regular traffic an age limit and a request limit look alike,
-    and the age limit is then reported). A limit of one request is never
-    claimed: no reuse would ever have worked, so nothing refutes an idle
-    timeout.
+    idled clearly less than a reuse that worked). Under regular traffic an
+    age limit and a request limit look alike (the failures share both an age
+    and a request count); then the request count wins only if it holds
+    :data:`REQUEST_EXACT_SHARE` of the failures - an exact count shared that
+    widely is no coincidence of an age limit - and the age limit is reported
+    otherwise. A limit of one request is never claimed: no reuse would ever
+    have worked, so nothing refutes an idle timeout.
     """
     clusters: dict[PeerKey, RequestCluster] = {}
     for key in evidence.peers:
@@ -100,11 +104,10 @@ def request_count_clusters(evidence: Evidence) -> dict[PeerKey, RequestCluster]:
             continue
         snaps = [evidence.snapshots[i] for i in chosen]
         idles = [s.connection_idle_s for s in snaps if s.connection_idle_s is not None]
-        limit = ok_max * (1 - _TOLERANCE)
-        if sum(1 for i in idles if i < limit) * 2 < len(idles):
+        if not clearly_below(idles, ok_max):
             continue
         ages = [s.connection_age_s for s in snaps if s.connection_age_s is not None]
-        if _ages_tight(ages):
+        if len(chosen) < REQUEST_EXACT_SHARE * total and _ages_tight(ages):
             continue
         clusters[key] = RequestCluster(
             requests=requests,
