@@ -53,6 +53,7 @@ __all__ = [
     "IdleTimeoutEstimate",
     "collect_idle_samples",
     "estimate_idle_timeout",
+    "idle_events",
     "idle_histogram",
     "is_idle_evidence",
     "is_stale_reuse_candidate",
@@ -210,6 +211,29 @@ def is_idle_evidence(snapshot: ResetContextSnapshot) -> bool:
     )
 
 
+def idle_events(evidence: Evidence) -> dict[PeerKey, list[int]]:
+    """Per peer, the indices of its idle evidence (:func:`is_idle_evidence`), found once
+    for the keep-alive, request-limit and age-limit rules alike."""
+    out: dict[PeerKey, list[int]] = {}
+    candidates = sorted(
+        (
+            *evidence.of_kind(FaultKind.CONNECTION_RESET),
+            *evidence.of_kind(FaultKind.PEER_CLOSED_IDLE),
+        )
+    )
+    snapshots = evidence.snapshots
+    for index in candidates:
+        snap = snapshots[index]
+        if is_idle_evidence(snap):
+            key = (snap.server_address or "", snap.server_port or 0)
+            events = out.get(key)
+            if events is None:
+                out[key] = [index]
+            else:
+                events.append(index)
+    return out
+
+
 def collect_idle_samples(
     evidence: Evidence, exclude: Iterable[int] = frozenset()
 ) -> dict[PeerKey, IdleSamples]:
@@ -218,15 +242,15 @@ def collect_idle_samples(
     excluded = frozenset(exclude)
     successes = evidence.once(reuse_successes)
     out: dict[PeerKey, IdleSamples] = {}
-    for key in evidence.peers:
+    for key, events in sorted(evidence.once(idle_events).items()):
         resets: list[float] = []
         exact: list[float] = []
         upper: list[float] = []
-        for index in evidence.of_peer(key):
+        for index in events:
             snap = evidence.snapshots[index]
             if index in excluded or snap.connection_idle_s is None:
                 continue
-            if is_stale_reuse_candidate(snap):
+            if snap.kind is FaultKind.CONNECTION_RESET:
                 resets.append(snap.connection_idle_s)
             elif snap.kind is FaultKind.PEER_CLOSED_IDLE:
                 library = evidence.library(snap.library)

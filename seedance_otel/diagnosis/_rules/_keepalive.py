@@ -21,8 +21,8 @@ from .._estimate import (
     IdleTimeoutEstimate,
     collect_idle_samples,
     estimate_idle_timeout,
+    idle_events,
     idle_histogram,
-    is_idle_evidence,
 )
 from .._finding import Finding, Severity
 from ._helpers import (
@@ -74,12 +74,12 @@ def stale_analysis(evidence: Evidence) -> dict[PeerKey, StaleAnalysis]:
         estimate = estimate_idle_timeout(samples)
         if estimate is None:
             continue
+        events = evidence.once(idle_events)[key]
         explained = frozenset(
             index
-            for index in evidence.of_peer(key)
+            for index in events
             if index not in excluded
-            and is_idle_evidence(snap := evidence.snapshots[index])
-            and (snap.connection_idle_s or 0.0) >= estimate.cliff_s
+            and (evidence.snapshots[index].connection_idle_s or 0.0) >= estimate.cliff_s
         )
         out[key] = StaleAnalysis(samples, estimate, explained)
     return out

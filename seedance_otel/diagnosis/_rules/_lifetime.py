@@ -7,11 +7,12 @@ to leave out the resets this rule explains.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 
 from ..._snapshot import FaultKind
-from .._estimate import is_idle_evidence
+from .._estimate import idle_events
 from .._finding import Finding, Severity
 from ._helpers import (
     Evidence,
@@ -58,16 +59,13 @@ class AgeCluster:
 def _densest(items: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
     """The longest run of ``(age, idle, index)`` whose ages lie within the tolerance."""
     items.sort()
-    best: list[tuple[float, float, int]] = []
-    end = 0
-    for start in range(len(items)):
-        end = max(end, start)
-        limit = items[start][0] * (1 + AGE_CLUSTER_TOLERANCE) + 1e-3
-        while end + 1 < len(items) and items[end + 1][0] <= limit:
-            end += 1
-        if end - start + 1 > len(best):
-            best = items[start : end + 1]
-    return best
+    ages = [age for age, _, _ in items]
+    best_start, best_end = 0, 0
+    for start, age in enumerate(ages):
+        end = bisect.bisect_right(ages, age * (1 + AGE_CLUSTER_TOLERANCE) + 1e-3, start)
+        if end - start > best_end - best_start:
+            best_start, best_end = start, end
+    return items[best_start:best_end]
 
 
 def lifetime_clusters(evidence: Evidence) -> dict[PeerKey, AgeCluster]:
@@ -87,13 +85,13 @@ def lifetime_clusters(evidence: Evidence) -> dict[PeerKey, AgeCluster]:
     """
     claimed = evidence.once(_request_claims)
     clusters: dict[PeerKey, AgeCluster] = {}
-    for key in evidence.peers:
+    for key, events in sorted(evidence.once(idle_events).items()):
         items: list[tuple[float, float, int]] = []
-        for index in evidence.of_peer(key):
+        for index in events:
             snap = evidence.snapshots[index]
             if index in claimed or snap.connection_age_s is None:
                 continue
-            if is_idle_evidence(snap) and snap.connection_idle_s is not None:
+            if snap.connection_idle_s is not None:
                 items.append((snap.connection_age_s, snap.connection_idle_s, index))
         if len(items) < AGE_CLUSTER_MIN:
             continue

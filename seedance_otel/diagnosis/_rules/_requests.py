@@ -17,7 +17,7 @@ import dataclasses
 import math
 
 from ..._snapshot import FaultKind
-from .._estimate import is_idle_evidence
+from .._estimate import idle_events
 from .._finding import Finding, Severity
 from ._helpers import (
     Evidence,
@@ -83,15 +83,15 @@ def request_count_clusters(evidence: Evidence) -> dict[PeerKey, RequestCluster]:
     have worked, so nothing refutes an idle timeout.
     """
     clusters: dict[PeerKey, RequestCluster] = {}
-    for key in evidence.peers:
+    for key, events in sorted(evidence.once(idle_events).items()):
         ok_max = evidence.reuse_ok_max(key)
         if ok_max is None:
             continue
         by_count: dict[int, list[int]] = {}
         total = 0
-        for index in evidence.of_peer(key):
+        for index in events:
             snap = evidence.snapshots[index]
-            if snap.connection_requests is None or not is_idle_evidence(snap):
+            if snap.connection_requests is None:
                 continue
             total += 1
             by_count.setdefault(snap.connection_requests, []).append(index)
