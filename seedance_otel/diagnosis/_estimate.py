@@ -38,7 +38,9 @@ runs.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
+from array import array
 from collections.abc import Iterable, Sequence
 
 from .._snapshot import FaultKind, ResetContextSnapshot
@@ -211,15 +213,13 @@ def is_idle_evidence(snapshot: ResetContextSnapshot) -> bool:
     )
 
 
-def idle_events(evidence: Evidence) -> dict[PeerKey, list[int]]:
+def idle_events(evidence: Evidence) -> dict[PeerKey, array[int]]:
     """Per peer, the indices of its idle evidence (:func:`is_idle_evidence`), found once
     for the keep-alive, request-limit and age-limit rules alike."""
-    out: dict[PeerKey, list[int]] = {}
-    candidates = sorted(
-        (
-            *evidence.of_kind(FaultKind.CONNECTION_RESET),
-            *evidence.of_kind(FaultKind.PEER_CLOSED_IDLE),
-        )
+    out: dict[PeerKey, array[int]] = {}
+    candidates = heapq.merge(
+        evidence.of_kind(FaultKind.CONNECTION_RESET),
+        evidence.of_kind(FaultKind.PEER_CLOSED_IDLE),
     )
     snapshots = evidence.snapshots
     for index in candidates:
@@ -228,7 +228,7 @@ def idle_events(evidence: Evidence) -> dict[PeerKey, list[int]]:
             key = (snap.server_address or "", snap.server_port or 0)
             events = out.get(key)
             if events is None:
-                out[key] = [index]
+                out[key] = array("q", (index,))
             else:
                 events.append(index)
     return out

@@ -73,6 +73,11 @@ _SHARED_TEXT = frozenset(
 (``sys.intern``), which keeps a million snapshots in memory affordable."""
 
 
+_SHARED_INT_LIMIT = 65_536
+_SHARED_INTS: dict[int, int] = {}
+"""Ports and counts repeat across snapshots: each small value is held once
+(at most 65,536 entries), not once per snapshot."""
+
 Check = Callable[[Any], Any]
 """Returns the value a field may hold (interned, for shared text), or raises ValueError."""
 
@@ -85,6 +90,8 @@ def _number_check(name: str, expected: str, nullable: bool, integer: bool, signe
         if kind is int or (kind is float and not integer):
             # Comparisons with NaN are false: NaN fails here too.
             if low <= value < _MAX_INT:
+                if kind is int and 0 <= value < _SHARED_INT_LIMIT:
+                    return _SHARED_INTS.setdefault(value, value)
                 return value
             if kind is float and not math.isfinite(value):
                 raise ValueError(f"{name}: not a finite number")

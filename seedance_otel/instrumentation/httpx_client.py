@@ -548,7 +548,7 @@ LIBRARY = Library(
     default_keepalive_s=5.0,
     advice=LibraryAdvice(
         keepalive_setting=lambda seconds: (
-            f"httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry={seconds})) (or httpx.Client)"
+            f"httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry={seconds}))"
         ),
         keepalive_setting_name="keepalive_expiry",
         disable_keepalive="httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) "

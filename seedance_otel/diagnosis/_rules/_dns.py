@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..._snapshot import FaultKind, ResetContextSnapshot
-from .._common import example_trace_ids
 from .._finding import Finding, Severity
 from ._helpers import (
     Evidence,
     Rule,
     advice_lines,
     counted,
+    example_trace_ids,
     format_seconds,
     grouped,
     libraries,

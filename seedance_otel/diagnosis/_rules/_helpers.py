@@ -41,6 +41,7 @@ __all__ = [
     "clearly_below",
     "common_evidence",
     "counted",
+    "example_trace_ids",
     "format_seconds",
     "grouped",
     "libraries",
