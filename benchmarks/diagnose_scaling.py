@@ -152,8 +152,8 @@ def main() -> None:
     directory = options.keep or tempfile.mkdtemp(prefix="diagnose-scaling-")
     os.makedirs(directory, exist_ok=True)
     print(
-        f"{'snapshots':>10} {'peers':>6} {'file MB':>8} {'time s':>7} {'peak MiB':>9} "
-        f"{'us/snap':>8} {'ratio':>6} {'findings':>8}"
+        f"{'snapshots':>10} {'peers':>6} {'file MB':>8} {'wall s':>7} {'cpu s':>7} "
+        f"{'peak MiB':>9} {'cpu us/snap':>11} {'ratio':>6} {'findings':>8}"
     )
     try:
         for peers in peer_counts:
