@@ -27,10 +27,6 @@ from ._helpers import (
 
 __all__ = ["dns_timeout", "resolver_path"]
 
-# A lookup the caller's own timeout ended: the task was cancelled mid-lookup
-# (a total timeout), or the client raised its timeout error.
-_CANCELLED = ("cancellederror",)
-
 
 def resolver_path(snapshot: ResetContextSnapshot) -> str:
     """Which resolver timed out, as far as the error tells.
@@ -49,7 +45,9 @@ def resolver_path(snapshot: ResetContextSnapshot) -> str:
         return "c-ares"
     if "name resolution" in text or "gaierror" in error_type or "getaddrinfo" in text:
         return "getaddrinfo"
-    if any(name in error_type for name in _CANCELLED):
+    # The caller's own timeout ended the lookup: a total timeout cancels the
+    # task mid-lookup (CancelledError), a connect timeout raises its error.
+    if "cancellederror" in error_type:
         return "client_timeout"
     if "timeout" in error_type or "timed out" in text or "timeout" in text:
         return "client_timeout"

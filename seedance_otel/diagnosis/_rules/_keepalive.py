@@ -13,8 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from ..._library import LibraryAdvice
-from ..._snapshot import FaultKind
+from ..._snapshot import FaultKind, ResetContextSnapshot
 from .._estimate import (
     COMMON_IDLE_TIMEOUTS_S,
     IdleSamples,
@@ -201,13 +200,13 @@ def _keepalive_fix(libs: Sequence[str], keepalive_s: float, est: IdleTimeoutEsti
     return "\n".join(lines)
 
 
-def _retried_silently(snaps: Sequence[Any]) -> int:
+def _retried_silently(snaps: Sequence[ResetContextSnapshot]) -> int:
     """Resets of idempotent requests that the library itself retried once."""
     count = 0
     for snap in snaps:
         library = Evidence.library(snap.library)
-        advice = library.advice if library is not None else LibraryAdvice()
-        if advice.retries_idempotent_on_reuse and (snap.http_method or "") in _IDEMPOTENT:
+        retries = library is not None and library.advice.retries_idempotent_on_reuse
+        if retries and (snap.http_method or "") in _IDEMPOTENT:
             count += 1
     return count
 
