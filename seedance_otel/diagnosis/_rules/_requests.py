@@ -16,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..._snapshot import FaultKind
+from ..._snapshot import FaultKind, ResetContextSnapshot
 from .._estimate import idle_events
 from .._finding import Finding, Severity
 from ._helpers import (
+    RACE_TOLERANCE,
     Evidence,
     PeerKey,
     Rule,
@@ -39,9 +40,6 @@ REQUEST_CLUSTER_MIN = 3
 """Failures at one request count needed before a limit is claimed."""
 REQUEST_CLUSTER_SHARE = 0.6
 """The share of the peer's reuse failures that must sit at that one count."""
-REQUEST_EXACT_SHARE = 0.8
-"""With this share at one count, the count wins over ages that cluster too."""
-_AGE_TOLERANCE = 0.10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,32 +53,37 @@ class RequestCluster:
     total: int
 
 
-def _ages_tight(ages: list[float]) -> bool:
-    """Most ages within the tolerance of each other: an age limit explains them as well."""
-    if len(ages) < REQUEST_CLUSTER_MIN:
+def _one_age_explains(snaps: list[ResetContextSnapshot]) -> bool:
+    """One connection age lies in every failure's "last alive .. found dead" window.
+
+    A connection that failed at age ``a`` after idling ``i`` was alive at
+    ``a - i`` and dead at ``a``; an age limit ``L`` lies in every such
+    window. When the windows share an age, an age limit explains the
+    failures as well as the request count does (perfectly regular traffic),
+    and the age limit is reported.
+    """
+    windows = [
+        (s.connection_age_s - s.connection_idle_s, s.connection_age_s)
+        for s in snaps
+        if s.connection_age_s is not None and s.connection_idle_s is not None
+    ]
+    if len(windows) < REQUEST_CLUSTER_MIN:
         return False
-    ordered = sorted(ages)
-    best = 0
-    end = 0
-    for start, age in enumerate(ordered):
-        end = max(end, start)
-        while end + 1 < len(ordered) and ordered[end + 1] <= age * (1 + _AGE_TOLERANCE) + 1e-3:
-            end += 1
-        best = max(best, end - start + 1)
-    return best >= math.ceil(REQUEST_CLUSTER_SHARE * len(ordered))
+    latest_alive = max(low for low, _ in windows)
+    earliest_dead = min(high for _, high in windows)
+    return latest_alive <= earliest_dead * (1 + RACE_TOLERANCE) + 0.005
 
 
 def request_count_clusters(evidence: Evidence) -> dict[PeerKey, RequestCluster]:
     """Peers whose reuse failures sit at one ``connection_requests`` value.
 
     Claimed only when idle time cannot be the cause (most of the cluster
-    idled clearly less than a reuse that worked). Under regular traffic an
-    age limit and a request limit look alike (the failures share both an age
-    and a request count); then the request count wins only if it holds
-    :data:`REQUEST_EXACT_SHARE` of the failures - an exact count shared that
-    widely is no coincidence of an age limit - and the age limit is reported
-    otherwise. A limit of one request is never claimed: no reuse would ever
-    have worked, so nothing refutes an idle timeout.
+    idled clearly less than a reuse that worked) and connection age cannot
+    either (no one age lies between every failure's last success and its
+    failure; under perfectly regular traffic an age limit and a request
+    limit look alike, and the age limit is then reported). A limit of one
+    request is never claimed: no reuse would ever have worked, so nothing
+    refutes an idle timeout.
     """
     clusters: dict[PeerKey, RequestCluster] = {}
     for key, events in sorted(evidence.once(idle_events).items()):
@@ -106,8 +109,7 @@ def request_count_clusters(evidence: Evidence) -> dict[PeerKey, RequestCluster]:
         idles = [s.connection_idle_s for s in snaps if s.connection_idle_s is not None]
         if not clearly_below(idles, ok_max):
             continue
-        ages = [s.connection_age_s for s in snaps if s.connection_age_s is not None]
-        if len(chosen) < REQUEST_EXACT_SHARE * total and _ages_tight(ages):
+        if _one_age_explains(snaps):
             continue
         clusters[key] = RequestCluster(
             requests=requests,
