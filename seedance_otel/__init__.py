@@ -6,10 +6,10 @@ old, which peer IP, which ALPN, which trace. See the README for the three ways
 to turn it on.
 """
 
-from ._api import flush, instrument, peer_stats, snapshots, stats, uninstrument
+from ._api import diagnose, flush, instrument, peer_stats, snapshots, stats, uninstrument
 from ._snapshot import FaultKind, ResetContextSnapshot
 from ._version import __version__
-from .diagnosis import Finding, Severity, diagnose
+from .diagnosis import Finding, Severity
 from .instrumentor import SeedanceInstrumentor
 
 __all__ = [

@@ -7,12 +7,23 @@ or from the last one after ``uninstrument()`` (its ring is still there to read).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import _runtime, instrumentor
 from ._snapshot import ResetContextSnapshot
+from .diagnosis import Finding
+from .diagnosis import diagnose as _diagnose
 
-__all__ = ["flush", "instrument", "peer_stats", "snapshots", "stats", "uninstrument"]
+__all__ = [
+    "diagnose",
+    "flush",
+    "instrument",
+    "peer_stats",
+    "snapshots",
+    "stats",
+    "uninstrument",
+]
 
 
 def instrument(**options: Any) -> None:
@@ -49,6 +60,29 @@ def peer_stats() -> dict[tuple[str, int], dict[str, Any]]:
     """Per-peer keep-alive evidence: successful-reuse idle times, idle closes."""
     runtime = _runtime.RUNTIME or _runtime.LAST_RUNTIME
     return runtime.peer_stats() if runtime is not None else {}
+
+
+def diagnose(
+    snapshots: Iterable[ResetContextSnapshot] | None = None,
+    *,
+    peer_stats: Mapping[Any, Mapping[str, Any]] | None = None,
+) -> list[Finding]:
+    """Findings, most severe first, with the fix for each (see ``seedance_otel.diagnosis``).
+
+    ``snapshots=None`` diagnoses this process's ring (``snapshots()``);
+    ``peer_stats=None`` uses this process's record of successful reuses
+    (``peer_stats()``), which sharpens idle-timeout estimates. Pass
+    ``peer_stats={}`` when the snapshots come from elsewhere (a file, another
+    process) so this process's records do not mix in.
+    """
+    return _diagnose(
+        _ring_snapshots() if snapshots is None else snapshots,
+        peer_stats=_peer_records() if peer_stats is None else peer_stats,
+    )
+
+
+_ring_snapshots = snapshots
+_peer_records = peer_stats
 
 
 def flush(timeout_s: float = 5.0) -> bool:

@@ -70,7 +70,9 @@ class LibraryAdvice:
 
     Each text is complete advice for one finding, written with the library's
     real API; ``None`` where the library has nothing specific to say (the
-    finding then prints its generic advice).
+    finding then prints its generic advice). The diagnosis prints the texts
+    of the libraries seen in the evidence, one line each, so a text names
+    only its own library's API (or says which other client to use instead).
     """
 
     keepalive_setting: Callable[[str], str] | None = None
@@ -80,22 +82,33 @@ class LibraryAdvice:
     """The setting's name as users search for it (``keepalive_expiry``)."""
     disable_keepalive: str | None = None
     """How to stop reusing connections when the peer's timeout is too short."""
+    retries_idempotent_on_reuse: bool = False
+    """The library itself retries an idempotent request once when a reused
+    connection fails, so the caller never saw some of the recorded resets."""
     retry_reset: str | None = None
     """How (and whether) the library retries a request that met a reset."""
     retry_connect: str | None = None
     """How to retry failed connects."""
+    burst_limit: str | None = None
+    """How to limit how many new connections the client opens at once."""
     pool_limits: str | None = None
     """Where the pool's size and the pool timeout are set."""
+    pool_timeout_note: str | None = None
+    """How the library reports a pool timeout, when that misleads (one sentence)."""
     connect_timeout: str | None = None
     """Which timeout bounds the TCP connect / handshake."""
     dns_timeout: str | None = None
-    """Which timeout covers name resolution, and how to fail fast."""
+    """Which of the client's timeouts covers name resolution, and how to fail fast."""
+    dns_resolver_timeout: str | None = None
+    """How to make the library's asynchronous (c-ares) resolver give up sooner."""
     dns_cache: str | None = None
     """Whether the library caches names, and how to reduce lookups."""
     alpn_enable: str | None = None
-    """How to offer h2 and http/1.1."""
+    """How to offer h2 and http/1.1 (or what to do if the library cannot)."""
     alpn_user_context: str | None = None
     """What to do when the application passes its own ``SSLContext``."""
+    custom_ca: str | None = None
+    """Where the library takes an ``SSLContext`` that trusts another CA."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -130,11 +130,100 @@ def test_nothing_to_fix_exits_zero(tmp_path):
     status, out, _ = run("diagnose", str(path))
     assert status == 0  # only an info: the pool noticed the closes in time
     assert "info" in out and "keepalive_timeout=6.4" in out
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    status, out, _ = run("diagnose", str(empty))
+    healthy = tmp_path / "healthy.jsonl"
+    healthy.write_text(jsonl(make_snapshot(FaultKind.READ_TIMEOUT)))
+    status, out, _ = run("diagnose", str(healthy))
     assert status == 0
-    assert "0 snapshots" in out and "Nothing to fix" in out
+    assert "1 snapshot from" in out and "Nothing to fix" in out
+
+
+@pytest.mark.parametrize("name", ["empty.jsonl", "blank.jsonl", "/dev/null"])
+def test_no_snapshot_at_all_exits_two(tmp_path, name):
+    """The README promises 2 for a file with no snapshot, an empty one included."""
+    path = tmp_path / name if not name.startswith("/") else name
+    if not name.startswith("/"):
+        path.write_text("" if name == "empty.jsonl" else "\n  \n")
+    status, out, err = run("diagnose", str(path))
+    assert status == 2 and out == ""
+    assert "no snapshot in it" in err
+
+
+def line_with(**fields: object) -> str:
+    """A snapshot's JSON line with raw ``fields`` text spliced in (JSON cannot say NaN)."""
+    data = make_snapshot().to_dict()
+    for name in fields:
+        data.pop(name, None)
+    text = json.dumps(data)[:-1]
+    return text + "".join(f', "{name}": {value}' for name, value in fields.items()) + "}\n"
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "reason"),
+    [
+        ("connection_idle_s", "NaN", "NaN is not a number"),
+        ("connection_idle_s", "Infinity", "Infinity is not a number"),
+        ("connection_age_s", "-Infinity", "-Infinity is not a number"),
+        ("connection_idle_s", "9" * 401, "connection_idle_s: an integer out of range"),
+        ("connection_requests", "9" * 401, "connection_requests: an integer out of range"),
+        ("connection_idle_s", "-2.5", "connection_idle_s: negative"),
+        ("peer_reuse_ok_max_idle_s", "-1", "peer_reuse_ok_max_idle_s: negative"),
+    ],
+)
+def test_bad_numbers_are_malformed_lines_not_tracebacks(tmp_path, field, raw, reason):
+    path = tmp_path / "bad.jsonl"
+    fields = dict(connection_reused="true", connection_idle_s="2.3", connection_age_s="2.4")
+    fields.update(connection_requests="1", peer_reuse_ok_max_idle_s="1.8")
+    fields["peer_reuse_ok_count"] = "3"
+    good = line_with(**fields)
+    fields[field] = raw
+    path.write_text(good + line_with(**fields) + good)
+    status, out, _ = run("diagnose", str(path))
+    assert status == 1
+    assert "2 snapshots from" in out
+    assert f"line 2: {reason}" in out
+    status, out, _ = run("diagnose", str(path), "--json")
+    document = json.loads(out)
+    assert [m["line"] for m in document["malformed_lines"]] == [2]
+
+
+def test_terminal_escapes_from_the_file_are_shown_escaped(tmp_path):
+    path = tmp_path / "ansi.jsonl"
+    hostile = "\x1b[2J\x1b]0;owned\x07api\r"
+    snaps = [reset(v, server_address=hostile) for v in (2.3, 2.6)]
+    snaps.append(make_snapshot(FaultKind.TLS_ERROR, phase="tls", error_message="\x1b[31mred"))
+    path.write_text(jsonl(*snaps) + "\x1b[1mnot json\n")
+    status, out, _ = run("diagnose", str(path))
+    assert status == 1
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "\\x1b[2J\\x1b]0;owned\\x07api\\x0d" in out
+    assert "\\x1b[31mred" in out
+    status, out, _ = run("diagnose", str(path), "--json")
+    assert "\x1b" not in out  # JSON escapes control characters itself...
+    peers = [p for f in json.loads(out)["findings"] for p in f["evidence"]["peers"]]
+    assert f"{hostile}:443" in peers  # ...and a reader gets the text back exactly
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_only(tmp_path, monkeypatch):
+    from seedance_otel.diagnosis import cli
+
+    monkeypatch.setattr(cli._Progress, "INTERVAL_S", 0.0)
+    path = tmp_path / "many.jsonl"
+    path.write_text(jsonl(*[reset(2.0 + i / 10_000) for i in range(25_000)]))
+    args = parser().parse_args(["diagnose", str(path)])
+    terminal = FakeTerminal()
+    status = args.func(args, stdout=io.StringIO(), stderr=terminal)
+    assert status == 1
+    shown = terminal.getvalue()
+    assert "20,000 lines read" in shown
+    assert "diagnosing 25,000 snapshots" in shown and "stale_keepalive" in shown
+    assert shown.endswith("\r\x1b[K")  # the status line is cleared at the end
+    _, _, err = run("diagnose", str(path))  # not a terminal: no status line
+    assert err == ""
 
 
 def test_errors_exit_two(tmp_path):

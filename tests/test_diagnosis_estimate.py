@@ -14,6 +14,7 @@ from seedance_otel.diagnosis._estimate import (
     idle_histogram,
     recommended_keepalive_s,
 )
+from seedance_otel.diagnosis._evidence import Evidence
 
 from snapshot_factory import make_snapshot
 
@@ -79,7 +80,9 @@ def test_isolated_failure_dropped_without_successes():
     assert e.estimate_s is None
     assert e.high_s == 5.2
     assert e.outlier_reset_idle_s == (0.01,)
-    assert e.recommended_keepalive_s == 4.1
+    # Only bounded above: stay below gunicorn's 2 s, the shortest common default.
+    assert e.safe_below_s == 2.0
+    assert e.recommended_keepalive_s == 1.6
 
 
 def test_two_failures_are_too_few_to_call_one_an_outlier():
@@ -94,7 +97,8 @@ def test_single_failure():
     assert e.basis == "upper_bound"
     assert e.high_s == 6.3 and e.low_s is None
     assert not e.precise
-    assert e.recommended_keepalive_s == 5.0  # floor to a tenth of 6.3 - 1.26
+    assert e.safe_below_s == 2.0
+    assert e.recommended_keepalive_s == 1.6  # 20 % below 2 s, safe for every common default
 
 
 def test_single_success_single_failure():
@@ -235,7 +239,7 @@ def test_collect_per_peer_from_snapshots_and_peer_stats():
             "reuse_ok_recent_idle_s": [0.1, 3.0, 7.5],
         }
     }
-    samples = collect_idle_samples(snaps, peer_stats)
+    samples = collect_idle_samples(Evidence(snaps, peer_stats))
     assert set(samples) == {("api.test", 1), ("api.test", 2), ("api.test", 3)}
     one = samples[("api.test", 1)]
     assert one.reset_idle_s == (2.2, 2.5)
@@ -249,7 +253,7 @@ def test_collect_per_peer_from_snapshots_and_peer_stats():
     assert three.close_exact_idle_s == (4.0,)
     assert three.close_upper_idle_s == (6.0,)
     # Excluded indices (claimed by another explanation) are left out.
-    assert ("api.test", 1) not in collect_idle_samples(snaps, {}, frozenset({0, 1}))
+    assert ("api.test", 1) not in collect_idle_samples(Evidence(snaps), frozenset({0, 1}))
 
 
 def test_histogram_shows_the_cliff_and_overflow():

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 import seedance_otel
-from seedance_otel import FaultKind
-from seedance_otel.diagnosis import Finding, Severity, diagnose, read_snapshots
+from seedance_otel import FaultKind, diagnose
+from seedance_otel.diagnosis import Finding, Severity, read_snapshots
 from seedance_otel.diagnosis.cli import register
 
 from clients import run_steps
@@ -99,7 +99,7 @@ def test_idle_timeout_estimate_within_15_percent(instrumented, tmp_path):
             assert finding.evidence["libraries"] == [library]
             assert finding.evidence["resets"] == 3  # two POSTs and the GET
             if library == "aiohttp":
-                assert finding.evidence["aiohttp_retried_silently"] == 1
+                assert finding.evidence["retried_silently"] == 1
             setting = "keepalive_expiry" if library == "httpx" else "keepalive_timeout"
             assert f"{setting}={finding.params['recommended_keepalive_s']:g}" in finding.fix
             # The reset after no idle is set aside, not taken as the timeout.
@@ -261,7 +261,10 @@ def test_load_balancer_connection_lifetime(instrumented):
     lanes_per_library = len(results) // len(LIBRARIES)
     for index in range(len(LIBRARIES)):
         mine = results[index * lanes_per_library : (index + 1) * lanes_per_library]
-        assert sum(isinstance(r[-1], Exception) for r in mine) >= 3, mine
+        # Each lane met the age limit: on its last request, or - when a busy
+        # machine made the busy phase overrun the limit - on a busy one.
+        met = [next((r for r in lane if isinstance(r, Exception)), None) for lane in mine]
+        assert sum(r is not None for r in met) >= 3, mine
     findings = diagnose()
     for lib, server in servers.items():
         [finding] = findings_for(findings, "max_connection_lifetime", server.port)

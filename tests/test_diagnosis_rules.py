@@ -120,7 +120,7 @@ def test_stale_keepalive_aiohttp_fix_and_silent_retries():
     [finding] = rules.stale_keepalive(snaps, {})
     assert "aiohttp.TCPConnector(keepalive_timeout=5.6)" in finding.fix
     assert "httpx" not in finding.fix
-    assert finding.evidence["aiohttp_retried_silently"] == 1
+    assert finding.evidence["retried_silently"] == 1
 
 
 def test_stale_keepalive_mixed_peers_estimated_separately():
@@ -321,9 +321,8 @@ def test_alpn_inference_ruled_out_when_the_peer_served_this_client():
     assert "alpn_mismatch" not in codes(findings)
     assert "reset_on_connect" in codes(findings)
     # A client that offered h2 and negotiated nothing is no ALPN case either.
-    assert rules.alpn_inferred_indices([new_tls_reset(alpn_offered=("h2", "http/1.1"))]) == (
-        frozenset()
-    )
+    offered_h2 = rules.Evidence([new_tls_reset(alpn_offered=("h2", "http/1.1"))])
+    assert rules.alpn_inferred_indices(offered_h2) == frozenset()
 
 
 # -- DNS --------------------------------------------------------------------
@@ -505,7 +504,7 @@ def test_peer_stats_keys_are_normalised():
 
 def test_diagnose_defaults_to_this_process(instrumented):
     assert seedance_otel.snapshots() == []
-    assert diagnose() == []
+    assert seedance_otel.diagnose() == []
 
 
 def test_exported_members():

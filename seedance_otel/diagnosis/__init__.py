@@ -1,10 +1,11 @@
 """Turn connection-fault snapshots into findings: the cause, and the fix.
 
-``diagnose(snapshots)`` runs pure rules (one per cause, in ``_rules``) over
-snapshots from this process's ring, a JSONL file or anywhere else, plus the
+``diagnose(snapshots, peer_stats=...)`` runs pure rules (one per cause, in
+``_rules``) over snapshots from a JSONL file, this process's ring
+(``seedance_otel.diagnose()`` passes it) or anywhere else, plus the
 per-peer record of successful reuses, and returns :class:`Finding` objects
-such as "peer closes idle connections after ~8.0 s: set httpx
-``keepalive_expiry`` below 8 s". ``seedance-otel diagnose FILE`` is the same
+such as "peer closes idle connections after ~8.0 s: set the client's
+keep-alive below 6.4 s". ``seedance-otel diagnose FILE`` is the same
 from the command line (``cli``).
 """
 

@@ -1,72 +1,49 @@
 """``diagnose()``: run every rule over a set of snapshots and order what they find.
 
-The engine owns only the defaults (the process's own ring and peer records
-when nothing is passed) and the order of the result: most severe first, then
-best supported. Everything else is in the rules.
+The engine depends on its inputs only: snapshots and peer records, from
+wherever they came (this process's ring through ``seedance_otel.diagnose()``,
+a JSONL file, a test). It indexes them once (:class:`Evidence`), runs every
+rule on that, and orders the result: most severe first, then best supported.
+Everything else is in the rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._snapshot import ResetContextSnapshot
-from ._common import PeerKey
+from ._evidence import Evidence, normalize_peer_stats
 from ._finding import Finding
 from ._rules import RULES
 
 __all__ = ["diagnose", "normalize_peer_stats"]
 
-
-def normalize_peer_stats(
-    peer_stats: Mapping[Any, Mapping[str, Any]] | None,
-) -> dict[PeerKey, Mapping[str, Any]]:
-    """Keys as ``(host, port)`` with ``""``/``0`` for unknowns, as the registry keys them.
-
-    Accepts ``(host, port)`` tuples (or lists) and ``"host:port"`` strings (what
-    a person types, and what JSON can hold); entries that are not
-    mappings are skipped rather than failing the whole diagnosis.
-    """
-    out: dict[PeerKey, Mapping[str, Any]] = {}
-    for raw_key, stats in (peer_stats or {}).items():
-        if not isinstance(stats, Mapping):
-            continue
-        host: Any
-        port: Any
-        if isinstance(raw_key, (tuple, list)) and len(raw_key) == 2:
-            host, port = raw_key
-        elif isinstance(raw_key, str):
-            host, _, port = raw_key.rpartition(":")
-            host = host.strip("[]")
-        else:
-            continue
-        try:
-            port_number = int(port or 0)
-        except (TypeError, ValueError):
-            continue
-        out[(str(host or ""), port_number)] = stats
-    return out
+Progress = Callable[[str], None]
+"""Told the name of each step as it starts (a terminal shows it on long runs)."""
 
 
 def diagnose(
-    snapshots: Iterable[ResetContextSnapshot] | None = None,
+    snapshots: Iterable[ResetContextSnapshot],
     *,
     peer_stats: Mapping[Any, Mapping[str, Any]] | None = None,
+    progress: Progress | None = None,
 ) -> list[Finding]:
     """Findings, most severe first, with the fix for each.
 
-    ``snapshots=None`` diagnoses ``seedance_otel.snapshots()`` (the ring's
-    current contents); ``peer_stats=None`` uses ``seedance_otel.peer_stats()``,
-    this process's record of successful reuses, which sharpens idle-timeout
-    estimates. Pass ``peer_stats={}`` when the snapshots come from elsewhere
-    (a file, another process) so this process's records do not mix in.
+    ``peer_stats`` is a record of successful reuses per peer (as
+    ``seedance_otel.peer_stats()`` returns it), which sharpens idle-timeout
+    estimates; leave it out when the snapshots come from elsewhere (a file,
+    another process). Linear in the number of snapshots: each is indexed
+    once and every rule works per peer from that index.
     """
-    from .. import _api
-
-    snaps: Sequence[ResetContextSnapshot] = list(
-        _api.snapshots() if snapshots is None else snapshots
-    )
-    peers = normalize_peer_stats(_api.peer_stats() if peer_stats is None else peer_stats)
-    findings = [finding for rule in RULES for finding in rule(snaps, peers)]
+    if progress is not None:
+        progress("indexing snapshots")
+    evidence = Evidence(snapshots, peer_stats)
+    findings: list[Finding] = []
+    for rule in RULES:
+        if progress is not None:
+            progress(rule.name)
+        findings.extend(rule.find(evidence))
     findings.sort(key=lambda f: (-f.severity.rank, -f.count, f.code, f.subject))
     return findings

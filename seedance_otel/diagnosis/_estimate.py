@@ -8,10 +8,10 @@ seconds leaves three kinds of evidence, each a one-sided bound:
 * a **successful reuse** after ``x`` idle (``peer_stats()`` keeps the recent
   ones; every snapshot carries ``peer_reuse_ok_max_idle_s``): ``T > x``;
 * a **peer close of an idle connection** (``peer_closed_idle``) after ``x``:
-  ``T <= x``. aiohttp sees the FIN when it arrives, so ``x`` is the timeout
-  itself (plus a network delay), and so do plain asyncio streams (the FIN is
-  timestamped as it arrives); httpcore notices only when it next looks at
-  the pool, so for httpx ``x`` is merely an upper bound.
+  ``T <= x``. A library that sees the FIN when it arrives
+  (``Library.sees_idle_fin``) makes ``x`` the timeout itself (plus a network
+  delay); one that notices only when it next looks at the pool makes ``x``
+  merely an upper bound.
 
 With clean data every success lies below every failure and ``T`` is
 bracketed by the longest success and the shortest failure. Real data is not
@@ -23,28 +23,45 @@ fail" that contradicts the fewest observations, where contradicting a
 success costs :data:`SUCCESS_WEIGHT` failures. A success is the stronger
 witness: a deterministic idle timer cannot let a connection idle longer than
 ``T`` through, while resets below ``T`` happen for many other reasons.
-Failures left of the cut are reported as outliers, not used.
+Failures left of the cut are reported as outliers, not used, except those
+just below it (within :data:`NEAR_CLIFF`): the peer's timer starts a round
+trip before ours and ticks coarsely, so a reset a hair below the longest
+success is the same timeout racing the request, not another cause.
+
+With failures only (no reuse that worked below them) the timeout is bounded
+above and nothing more; the recommended keep-alive then stays below the
+shortest common server and load-balancer default within that bound
+(:data:`COMMON_IDLE_TIMEOUTS_S`), which is safe whichever of them the peer
+runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from array import array
+from collections.abc import Iterable, Sequence
 
 from .._snapshot import FaultKind, ResetContextSnapshot
-from ._common import PeerKey, nice_floor, peer_key
+from ._common import PeerKey, nice_floor
+from ._evidence import Evidence
 
 __all__ = [
+    "COMMON_IDLE_TIMEOUTS_S",
+    "NEAR_CLIFF",
     "SUCCESS_WEIGHT",
     "IdleSamples",
     "IdleTimeoutEstimate",
     "collect_idle_samples",
     "estimate_idle_timeout",
+    "idle_events",
     "idle_histogram",
+    "is_idle_evidence",
     "is_stale_reuse_candidate",
     "recommended_keepalive_s",
+    "reuse_successes",
+    "safe_below_common_defaults",
 ]
 
 SUCCESS_WEIGHT = 3
@@ -62,9 +79,17 @@ samples there is no "rest" to be isolated from."""
 # bytes arrived (phase "response") is a peer failing mid-answer, not idling.
 _IDLE_PHASES = frozenset({"request"})
 
-# Libraries that timestamp a peer's FIN on an idle connection as it arrives
-# (``Library.sees_idle_fin``): their idle closes measure the timeout itself.
-_SEES_IDLE_FIN = frozenset({"aiohttp", "asyncio"})
+NEAR_CLIFF = 0.05
+"""Failures this close below the cliff (relative) are the timeout racing a request."""
+
+COMMON_IDLE_TIMEOUTS_S: tuple[tuple[float, str], ...] = (
+    (2.0, "gunicorn"),
+    (5.0, "uvicorn, Node.js and Apache httpd"),
+    (60.0, "AWS ALB"),
+    (75.0, "nginx"),
+    (350.0, "AWS NLB"),
+)
+"""Default idle (keep-alive) timeouts of common servers and load balancers."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +103,9 @@ class IdleSamples:
     reset_idle_s: tuple[float, ...] = ()
     """Idle times of reused connections that met a reset: the timeout is below each."""
     close_exact_idle_s: tuple[float, ...] = ()
-    """Idle closes seen as they arrived (aiohttp): close to the timeout itself."""
+    """Idle closes seen as they arrived (``sees_idle_fin``): close to the timeout itself."""
     close_upper_idle_s: tuple[float, ...] = ()
-    """Idle closes noticed late (httpx): upper bounds only."""
+    """Idle closes noticed at the next checkout: upper bounds only."""
 
     @property
     def has_failures(self) -> bool:
@@ -107,6 +132,9 @@ class IdleTimeoutEstimate:
     resets_explained: int
     closes_explained: int
     reuse_ok_used: int
+    safe_below_s: float | None = None
+    """With an upper bound only: the common default timeout the recommendation
+    stays below (see :data:`COMMON_IDLE_TIMEOUTS_S`); ``None`` otherwise."""
     outlier_reset_idle_s: tuple[float, ...] = ()
     """Resets left of the cliff: not explained by the idle timeout."""
     outlier_close_idle_s: tuple[float, ...] = ()
@@ -133,77 +161,112 @@ def is_stale_reuse_candidate(snapshot: ResetContextSnapshot) -> bool:
     )
 
 
-def _add_distinct(values: list[float], seen: set[float], value: Any) -> None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+def _number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value)
-        if number not in seen:
-            seen.add(number)
-            values.append(number)
+        if 0 <= number < math.inf:
+            return number
+    return None
 
 
-def collect_idle_samples(
-    snapshots: Sequence[ResetContextSnapshot],
-    peer_stats: Mapping[PeerKey, Mapping[str, Any]],
-    exclude: frozenset[int] = frozenset(),
-) -> dict[PeerKey, IdleSamples]:
-    """Per peer, the idle evidence in ``snapshots`` and ``peer_stats``.
+def reuse_successes(evidence: Evidence) -> dict[PeerKey, tuple[tuple[float, ...], int]]:
+    """Per peer, the distinct idle times after which a reuse worked, and how many worked.
 
-    ``exclude`` holds indices of snapshots another explanation already claims
-    (resets of connections a load balancer recycled by age). Successes come
-    from ``peer_stats`` (recent idle times and the maximum, in-process) and
+    From ``peer_stats`` (recent idle times and the maximum, in-process) and
     from the ``peer_reuse_ok_max_idle_s`` each snapshot carries (the only
     success evidence a JSONL file has); equal values are counted once.
     """
-    ok: dict[PeerKey, list[float]] = {}
-    ok_seen: dict[PeerKey, set[float]] = {}
-    ok_count: dict[PeerKey, int] = {}
-    resets: dict[PeerKey, list[float]] = {}
-    exact: dict[PeerKey, list[float]] = {}
-    upper: dict[PeerKey, list[float]] = {}
-
-    for key, stats in peer_stats.items():
-        values = ok.setdefault(key, [])
-        seen = ok_seen.setdefault(key, set())
-        recent = stats.get("reuse_ok_recent_idle_s") or ()
-        for value in recent:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                values.append(float(value))
-                seen.add(float(value))
+    seen: dict[PeerKey, set[float]] = {}
+    counts: dict[PeerKey, int] = {}
+    for key, stats in evidence.peer_stats.items():
+        values = seen.setdefault(key, set())
+        for value in stats.get("reuse_ok_recent_idle_s") or ():
+            number = _number(value)
+            if number is not None:
+                values.add(number)
         if stats.get("reuse_ok_count"):
-            _add_distinct(values, seen, stats.get("reuse_ok_max_idle_s"))
+            number = _number(stats.get("reuse_ok_max_idle_s"))
+            if number is not None:
+                values.add(number)
         count = stats.get("reuse_ok_count")
-        if isinstance(count, int):
-            ok_count[key] = max(ok_count.get(key, 0), count)
-
-    for index, snap in enumerate(snapshots):
-        key = peer_key(snap)
-        if snap.peer_reuse_ok_max_idle_s is not None and snap.peer_reuse_ok_count:
-            _add_distinct(
-                ok.setdefault(key, []),
-                ok_seen.setdefault(key, set()),
-                snap.peer_reuse_ok_max_idle_s,
-            )
-        if snap.peer_reuse_ok_count is not None:
-            ok_count[key] = max(ok_count.get(key, 0), snap.peer_reuse_ok_count)
-        if index in exclude or snap.connection_idle_s is None:
-            continue
-        if is_stale_reuse_candidate(snap):
-            resets.setdefault(key, []).append(snap.connection_idle_s)
-        elif snap.kind is FaultKind.PEER_CLOSED_IDLE:
-            target = exact if snap.library in _SEES_IDLE_FIN else upper
-            target.setdefault(key, []).append(snap.connection_idle_s)
-
-    keys = set(resets) | set(exact) | set(upper)
+        if isinstance(count, int) and not isinstance(count, bool):
+            counts[key] = max(counts.get(key, 0), count)
+    for key in evidence.peers:
+        for index in evidence.of_peer(key):
+            snap = evidence.snapshots[index]
+            if snap.peer_reuse_ok_count is None:
+                continue
+            if snap.peer_reuse_ok_count > counts.get(key, 0):
+                counts[key] = snap.peer_reuse_ok_count
+            if snap.peer_reuse_ok_count and snap.peer_reuse_ok_max_idle_s is not None:
+                seen.setdefault(key, set()).add(snap.peer_reuse_ok_max_idle_s)
     return {
-        key: IdleSamples(
-            reuse_ok_idle_s=tuple(sorted(ok.get(key, ()))),
-            reuse_ok_count=max(ok_count.get(key, 0), len(ok.get(key, ()))),
-            reset_idle_s=tuple(sorted(resets.get(key, ()))),
-            close_exact_idle_s=tuple(sorted(exact.get(key, ()))),
-            close_upper_idle_s=tuple(sorted(upper.get(key, ()))),
+        key: (tuple(sorted(values)), max(counts.get(key, 0), len(values)))
+        for key, values in seen.items()
+    } | {key: ((), count) for key, count in counts.items() if key not in seen}
+
+
+def is_idle_evidence(snapshot: ResetContextSnapshot) -> bool:
+    """A stale reuse or an idle close: what an idle timeout leaves behind."""
+    return snapshot.connection_idle_s is not None and (
+        is_stale_reuse_candidate(snapshot) or snapshot.kind is FaultKind.PEER_CLOSED_IDLE
+    )
+
+
+def idle_events(evidence: Evidence) -> dict[PeerKey, array[int]]:
+    """Per peer, the indices of its idle evidence (:func:`is_idle_evidence`), found once
+    for the keep-alive, request-limit and age-limit rules alike."""
+    out: dict[PeerKey, array[int]] = {}
+    candidates = heapq.merge(
+        evidence.of_kind(FaultKind.CONNECTION_RESET),
+        evidence.of_kind(FaultKind.PEER_CLOSED_IDLE),
+    )
+    snapshots = evidence.snapshots
+    for index in candidates:
+        snap = snapshots[index]
+        if is_idle_evidence(snap):
+            key = (snap.server_address or "", snap.server_port or 0)
+            events = out.get(key)
+            if events is None:
+                out[key] = array("q", (index,))
+            else:
+                events.append(index)
+    return out
+
+
+def collect_idle_samples(
+    evidence: Evidence, exclude: Iterable[int] = frozenset()
+) -> dict[PeerKey, IdleSamples]:
+    """Per peer with failure evidence, its idle samples (``exclude``: indices claimed
+    by another explanation, such as resets of connections recycled by age)."""
+    excluded = frozenset(exclude)
+    successes = evidence.once(reuse_successes)
+    out: dict[PeerKey, IdleSamples] = {}
+    for key, events in sorted(evidence.once(idle_events).items()):
+        resets: list[float] = []
+        exact: list[float] = []
+        upper: list[float] = []
+        for index in events:
+            snap = evidence.snapshots[index]
+            if index in excluded or snap.connection_idle_s is None:
+                continue
+            if snap.kind is FaultKind.CONNECTION_RESET:
+                resets.append(snap.connection_idle_s)
+            elif snap.kind is FaultKind.PEER_CLOSED_IDLE:
+                library = evidence.library(snap.library)
+                sees_fin = library is not None and library.sees_idle_fin
+                (exact if sees_fin else upper).append(snap.connection_idle_s)
+        if not (resets or exact or upper):
+            continue
+        ok, ok_count = successes.get(key, ((), 0))
+        out[key] = IdleSamples(
+            reuse_ok_idle_s=ok,
+            reuse_ok_count=ok_count,
+            reset_idle_s=tuple(sorted(resets)),
+            close_exact_idle_s=tuple(sorted(exact)),
+            close_upper_idle_s=tuple(sorted(upper)),
         )
-        for key in sorted(keys)
-    }
+    return out
 
 
 def _best_cut(successes: Sequence[float], failures: Sequence[float]) -> float:
@@ -273,6 +336,12 @@ def recommended_keepalive_s(base_s: float) -> float:
     return nice_floor(base_s - margin)
 
 
+def safe_below_common_defaults(high_s: float) -> tuple[float, str] | None:
+    """The shortest common default idle timeout at or below ``high_s`` (2 % slack)."""
+    within = [entry for entry in COMMON_IDLE_TIMEOUTS_S if entry[0] <= high_s * 1.02]
+    return min(within) if within else None
+
+
 def estimate_idle_timeout(samples: IdleSamples) -> IdleTimeoutEstimate | None:
     """Bracket and estimate the peer's idle timeout; ``None`` without failure evidence."""
     if not samples.has_failures:
@@ -293,6 +362,10 @@ def estimate_idle_timeout(samples: IdleSamples) -> IdleTimeoutEstimate | None:
     high = min(kept)
     below = [v for v in successes if v < cut]
     low = max(below) if below else None
+    # Failures a hair below the cliff are the same timeout racing a request.
+    edge = floor_ * (1 - NEAR_CLIFF)
+    edge_resets = [v for v in samples.reset_idle_s if edge <= v < floor_]
+    edge_closes = [v for v in closes if edge <= v < floor_]
     estimate: float | None
     if exact_in:
         # A close seen on arrival happens at the timeout plus a delivery
@@ -306,25 +379,30 @@ def estimate_idle_timeout(samples: IdleSamples) -> IdleTimeoutEstimate | None:
         basis = "upper_bound"
         estimate = None
     # The keep-alive must stay below what is known to work: a measured close
-    # is the timeout itself; otherwise the longest success is the safe base.
+    # is the timeout itself; otherwise the longest success is the safe base;
+    # with an upper bound only, the shortest common default within it.
+    safe_below: float | None = None
     if basis == "idle_close" and estimate is not None:
         base = estimate
     elif low is not None:
         base = low
     else:
-        base = high
+        common = safe_below_common_defaults(high)
+        safe_below = common[0] if common is not None else None
+        base = min(high, safe_below) if safe_below is not None else high
     return IdleTimeoutEstimate(
         estimate_s=estimate,
         low_s=low,
         high_s=high,
         basis=basis,
         recommended_keepalive_s=recommended_keepalive_s(base),
-        cliff_s=floor_,
-        resets_explained=len(resets_in),
-        closes_explained=len(exact_in) + len(upper_in),
+        cliff_s=min(floor_, edge) if (edge_resets or edge_closes) else floor_,
+        resets_explained=len(resets_in) + len(edge_resets),
+        closes_explained=len(exact_in) + len(upper_in) + len(edge_closes),
         reuse_ok_used=len(below),
-        outlier_reset_idle_s=tuple(v for v in samples.reset_idle_s if v < floor_),
-        outlier_close_idle_s=tuple(v for v in closes if v < floor_),
+        safe_below_s=safe_below,
+        outlier_reset_idle_s=tuple(v for v in samples.reset_idle_s if v < edge),
+        outlier_close_idle_s=tuple(v for v in closes if v < edge),
         inconsistent_reuse_ok_idle_s=tuple(v for v in successes if v >= cut),
     )
 
@@ -373,7 +451,7 @@ def idle_histogram(
         overflow["closed"] = 0
 
     def bucket(value: float) -> dict[str, float | int | None]:
-        index = int(value // step)
+        index = int(value // step) if 0 <= value < math.inf else count
         return rows[index] if index < count else overflow
 
     def bump(row: dict[str, float | int | None], field: str) -> None:

@@ -50,7 +50,7 @@ from .._classify import HookFacts
 from .._connection import ConnectionHistory, socket_facts
 from .._frames import find_local, raised_through
 from .._guard import report_internal_error
-from .._library import ContribInstrumentor, ExceptionNames, Library
+from .._library import ContribInstrumentor, ExceptionNames, Library, LibraryAdvice
 from .._snapshot import Phase
 from . import connect_attempts
 from ._patching import PatchSet, signature_is
@@ -527,6 +527,40 @@ LIBRARY = Library(
     # loop's getaddrinfo too).
     times_own_lookups=True,
     default_keepalive_s=15.0,
+    advice=LibraryAdvice(
+        keepalive_setting=lambda seconds: f"aiohttp.TCPConnector(keepalive_timeout={seconds})",
+        keepalive_setting_name="keepalive_timeout",
+        disable_keepalive="aiohttp.TCPConnector(force_close=True)",
+        retries_idempotent_on_reuse=True,
+        retry_reset="aiohttp already retries idempotent requests once on a reused connection; "
+        "retry POST/PATCH yourself (with an idempotency key) on "
+        "aiohttp.ServerDisconnectedError / aiohttp.ClientOSError, with backoff.",
+        retry_connect="aiohttp never retries a failed connect: retry "
+        "aiohttp.ClientConnectorError with backoff.",
+        burst_limit="limit the burst with aiohttp.TCPConnector(limit_per_host=...).",
+        pool_limits="aiohttp.TCPConnector(limit=..., limit_per_host=...) (default 100 in all, "
+        "unlimited per host); release every response (async with session.get(...) as resp); "
+        "ClientTimeout(connect=...) includes the pool wait.",
+        pool_timeout_note="aiohttp reports it as ConnectionTimeoutError, which reads like a "
+        "slow connect.",
+        connect_timeout="aiohttp.ClientTimeout(sock_connect=...) bounds the TCP connect; "
+        "connect=... also covers DNS and the pool wait.",
+        dns_timeout="aiohttp.ClientTimeout(total=..., connect=...) include DNS (sock_connect "
+        "does not); use aiohttp.AsyncResolver(timeout=1.0, tries=2) so resolution fails fast "
+        "with a DNS error, and TCPConnector(ttl_dns_cache=300) to resolve less often.",
+        dns_resolver_timeout="aiohttp.TCPConnector(resolver=aiohttp.AsyncResolver(timeout=1.0, "
+        "tries=2), ttl_dns_cache=300): c-ares waits 5 s per try by default (11 s in all), and "
+        "a longer DNS cache (default 10 s) means fewer lookups to fail.",
+        dns_cache="aiohttp.TCPConnector(ttl_dns_cache=300) caches answers longer (default 10 s); "
+        "aiohttp.AsyncResolver(timeout=1.0, tries=2) fails fast instead of glibc's 5 s per try.",
+        alpn_enable="aiohttp speaks only HTTP/1.1 and cannot talk to an h2-only server: use "
+        "httpx.AsyncClient(http2=True) for this peer, or have the server accept http/1.1.",
+        alpn_user_context="aiohttp passes a user ssl.SSLContext as it is, with no ALPN: call "
+        'ctx.set_alpn_protocols(["http/1.1"]) before TCPConnector(ssl=ctx) so the server can '
+        "choose HTTP/1.1. If the server speaks only h2, aiohttp cannot talk to it (it has no "
+        "HTTP/2): use httpx.AsyncClient(http2=True) for this peer.",
+        custom_ca="pass the context as aiohttp.TCPConnector(ssl=ctx).",
+    ),
     contrib=ContribInstrumentor(
         entry_point="aiohttp-client",
         module="opentelemetry.instrumentation.aiohttp_client",

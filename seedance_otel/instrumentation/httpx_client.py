@@ -41,7 +41,7 @@ from .._classify import HookFacts
 from .._connection import ConnectionHistory, SocketFacts, socket_facts
 from .._frames import raised_through
 from .._guard import report_internal_error
-from .._library import ContribInstrumentor, ExceptionNames, Library
+from .._library import ContribInstrumentor, ExceptionNames, Library, LibraryAdvice
 from .._snapshot import Phase
 from ._patching import PatchSet, signature_is
 from .ssl_alpn import alpn_offered_by
@@ -349,6 +349,19 @@ def _on_request_failed(history: ConnectionHistory, exc: BaseException) -> None:
 # -- per closed connection: did the peer close it while idle? -------------------
 
 
+def _closing_itself(connection: Any) -> bool:
+    """httpcore is closing the connection by its own decision, not finding it closed.
+
+    A pooled HTTP/1.1 connection has started its next h11 cycle (the peer's
+    state ``IDLE``). After a response that said ``Connection: close``,
+    httpcore closes the connection straight from ``_response_closed`` with
+    the peer's state ``MUST_CLOSE``: the socket is readable (the peer's FIN
+    follows its last response) but nothing failed.
+    """
+    state = getattr(getattr(connection, "_h11_state", None), "their_state", None)
+    return state is not None and getattr(state, "__name__", "IDLE") != "IDLE"
+
+
 def _connection_closing(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -356,7 +369,11 @@ def _connection_closing(
         try:
             history = getattr(instance, _HISTORY, None)
             if history is not None:
-                if history.idle_in_pool and _runtime.RUNTIME is not None:
+                if (
+                    history.idle_in_pool
+                    and _runtime.RUNTIME is not None
+                    and not _closing_itself(instance)
+                ):
                     stream = getattr(instance, "_network_stream", None)
                     # A readable socket on an idle HTTP/1.1 connection can only
                     # mean EOF (or RST) from the peer: httpcore's own test.
@@ -525,6 +542,36 @@ LIBRARY = Library(
     # checkout (``is_readable``), so the idle time is an upper bound.
     sees_idle_fin=False,
     default_keepalive_s=5.0,
+    advice=LibraryAdvice(
+        keepalive_setting=lambda seconds: (
+            f"httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry={seconds}))"
+        ),
+        keepalive_setting_name="keepalive_expiry",
+        disable_keepalive="httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) "
+        "(or httpx.Client)",
+        retry_reset="httpx never retries a request that met a reset: retry idempotent requests "
+        "once on httpx.RemoteProtocolError / httpx.ReadError / httpx.WriteError, with backoff "
+        "(httpx.HTTPTransport(retries=...) covers only failed connects).",
+        retry_connect="httpx.AsyncHTTPTransport(retries=3) retries failed connects (only those) "
+        "to ride out restarts.",
+        burst_limit="limit the burst with httpx.Limits(max_connections=...).",
+        pool_limits="httpx.AsyncClient(limits=httpx.Limits(max_connections=..., "
+        "max_keepalive_connections=...), timeout=httpx.Timeout(..., pool=...)) (default 100 "
+        "connections); close streamed responses (async with client.stream(...), await "
+        "response.aclose()).",
+        connect_timeout="httpx.Timeout(..., connect=...) bounds it; "
+        "httpx.AsyncHTTPTransport(retries=...) retries it.",
+        dns_timeout="httpx.Timeout(connect=...) includes DNS for AsyncClient: a lookup that hangs "
+        "eats the connect budget. Run a local caching resolver.",
+        dns_cache="httpx does not cache names and resolves on every new connection: run a local "
+        "caching resolver (systemd-resolved, nscd, NodeLocal DNSCache); httpx.Client (sync) is "
+        "not even bounded by its connect timeout while resolving.",
+        alpn_enable="enable HTTP/2 with httpx.AsyncClient(http2=True) (or httpx.Client; pip "
+        "install 'httpx[http2]'): it then offers h2 and http/1.1.",
+        alpn_user_context='call ctx.set_alpn_protocols(["h2", "http/1.1"]) on the SSLContext you '
+        "pass, and use httpx.AsyncClient(http2=True) (pip install 'httpx[http2]').",
+        custom_ca="pass the context as httpx.AsyncClient(verify=ctx) (or httpx.Client).",
+    ),
     contrib=ContribInstrumentor(
         entry_point="httpx",
         module="opentelemetry.instrumentation.httpx",

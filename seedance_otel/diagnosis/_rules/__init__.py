@@ -1,27 +1,31 @@
-"""The diagnosis rules: one pure function per cause, from snapshots to findings.
+"""The diagnosis rules: one per cause, from the evidence to findings.
 
-Every rule has the signature ``rule(snapshots, peer_stats) -> list[Finding]``
-and reads nothing else: no clock, no process state, no I/O. That is what lets
-the same rules run in-process (``seedance_otel.diagnose()``), on a JSONL file
-(``seedance-otel diagnose``) and in unit tests on hand-built snapshots.
+Every rule is a :class:`Rule`: ``find(evidence) -> list[Finding]`` and,
+for a rule whose findings account for snapshots another rule could also
+claim, ``explains(evidence) -> frozenset[int]`` (snapshot indices). Both
+read only the :class:`~seedance_otel.diagnosis._evidence.Evidence` they are
+given: no clock, no process state, no I/O. That is what lets the same rules
+run in-process, on a JSONL file and in unit tests on hand-built snapshots.
 
 Some causes compete for the same snapshots: a reset of a reused connection
-may be an idle timeout or a load balancer recycling connections by age; a
-reset right after a TLS handshake may be an ALPN refusal or an overloaded
-peer. The deciding helpers (:func:`lifetime_clusters`,
-:func:`alpn_inferred_indices`, :func:`stale_analysis`, ...) are themselves
-pure and shared, so each rule can ask "is this snapshot someone else's?"
-without depending on the order rules run in.
+may be an idle timeout, a request limit or a load balancer recycling
+connections by age; a reset right after a TLS handshake may be an ALPN
+refusal or an overloaded peer. The deciding computations
+(:func:`request_count_clusters`, :func:`lifetime_clusters`,
+:func:`alpn_inferred_indices`, :func:`stale_analysis`, ...) run once per
+diagnosis through ``Evidence.once``, so each rule can ask "is this snapshot
+someone else's?" without depending on the order rules run in; the catch-all
+leaves out the union of what every other rule declares it explains.
 
-Fixes name the concrete setting per library, for the libraries actually seen
-in the evidence (httpx 0.27+, aiohttp 3.10+; see LAB-NOTES.md for what each
-library does at each fault).
+Fixes name the concrete setting in the words of each library seen in the
+evidence (``LibraryAdvice`` in the library's own module), and generic
+advice for a library with none.
 
-One module per area: ``_keepalive`` (stale keep-alive), ``_lifetime``
-(connection age limits), ``_alpn``, ``_dns``, ``_connect`` (pool
-exhaustion, refusals, resets on connect, connect timeouts), ``_tls`` and
-``_unexplained`` (the catch-all); ``_shared`` holds the grouping and the
-common evidence they all build on.
+One module per area: ``_keepalive`` (stale keep-alive), ``_requests``
+(per-connection request limits), ``_lifetime`` (connection age limits),
+``_alpn``, ``_dns``, ``_connect`` (pool exhaustion, refusals, resets on
+connect, connect timeouts), ``_tls`` and ``_unexplained`` (the catch-all);
+``_helpers`` holds the grouping, common evidence and advice they build on.
 """
 
 from __future__ import annotations
@@ -35,16 +39,20 @@ from ._connect import (
     reset_on_connect_indices,
 )
 from ._dns import dns_timeout, resolver_path
+from ._helpers import Evidence, PeerStatsMap, Rule
 from ._keepalive import StaleAnalysis, stale_analysis, stale_keepalive
 from ._lifetime import AgeCluster, lifetime_clusters, max_connection_lifetime
-from ._shared import PeerStatsMap, Rule
+from ._requests import RequestCluster, max_requests, request_count_clusters
 from ._tls import tls_error
-from ._unexplained import unexplained_resets
+from ._unexplained import catch_all
 
 __all__ = [
+    "CAUSES",
     "RULES",
     "AgeCluster",
+    "Evidence",
     "PeerStatsMap",
+    "RequestCluster",
     "Rule",
     "StaleAnalysis",
     "alpn",
@@ -52,9 +60,12 @@ __all__ = [
     "connect_refused",
     "connect_timeout",
     "dns_timeout",
+    "explained",
     "lifetime_clusters",
     "max_connection_lifetime",
+    "max_requests",
     "pool_exhaustion",
+    "request_count_clusters",
     "reset_on_connect",
     "reset_on_connect_indices",
     "resolver_path",
@@ -64,8 +75,9 @@ __all__ = [
     "unexplained_resets",
 ]
 
-RULES: tuple[Rule, ...] = (
+CAUSES: tuple[Rule, ...] = (
     stale_keepalive,
+    max_requests,
     max_connection_lifetime,
     alpn,
     dns_timeout,
@@ -74,6 +86,18 @@ RULES: tuple[Rule, ...] = (
     reset_on_connect,
     tls_error,
     connect_timeout,
-    unexplained_resets,
 )
-"""Every rule, each independent of the others' order."""
+"""Every rule that names a cause, each independent of the others' order."""
+
+
+def explained(evidence: Evidence) -> frozenset[int]:
+    """The snapshots some cause's findings account for (what each rule declares)."""
+    return frozenset().union(
+        *(evidence.once(rule.explains) for rule in CAUSES if rule.explains is not None)
+    )
+
+
+unexplained_resets = catch_all(explained)
+
+RULES: tuple[Rule, ...] = (*CAUSES, unexplained_resets)
+"""Every rule, the catch-all last (its place in the order does not matter either)."""

@@ -2,23 +2,22 @@
 
 Some refusals are explicit (a TLS alert, HTTP/2 frames to an HTTP/1.1
 client); others only show as a reset right after the handshake.
-:func:`alpn_inferred_indices` claims those, and the connect-side and
-catch-all rules leave them out.
+:func:`alpn_inferred_indices` claims those (the rule declares them as what
+it explains), so the connect-side and catch-all rules leave them out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..._snapshot import FaultKind, ResetContextSnapshot
-from .._common import PeerKey, peer_key, peer_label
 from .._finding import Finding, Severity
-from ._shared import PeerStatsMap, counted, grouped, peer_finding
+from ._helpers import Evidence, PeerKey, Rule, counted, grouped, peer_finding, peer_key, peer_label
 
 __all__ = ["alpn", "alpn_inferred_indices"]
 
-_Offer = tuple[PeerKey, str, tuple[str, ...]]
-"""What an ALPN finding is about: the peer, the client library and what it offered."""
+_Offer = tuple[PeerKey, str, bool, tuple[str, ...]]
+"""What an ALPN finding is about: the peer, the client library, whether its
+offer is known (not when the ``SSLContext`` was made before instrumenting)
+and what it offered."""
 
 
 def _looks_like_h2_frames(snap: ResetContextSnapshot) -> bool:
@@ -30,31 +29,33 @@ def _looks_like_h2_frames(snap: ResetContextSnapshot) -> bool:
     )
 
 
-def alpn_inferred_indices(snapshots: Sequence[ResetContextSnapshot]) -> frozenset[int]:
+def alpn_inferred_indices(evidence: Evidence) -> frozenset[int]:
     """Resets that are most likely an h2-only server dropping an h1 client.
 
     A server that requires h2 but met a client not offering it (stdlib and
     many proxies answer "no overlap" by negotiating nothing) often completes
     the handshake and then resets. The snapshot then shows a *new* TLS
     connection (``tls_version`` set), nothing negotiated, an offer without
-    ``h2``, and a reset before any response. A connection of the same library
-    to the same peer that served a request, or any successful reuse, rules it
-    out: that peer does talk to this client.
+    ``h2`` - or no known offer at all (an ``SSLContext`` created before
+    ``instrument()`` is not seen offering), which after a handshake that
+    negotiated nothing still points at ALPN first - and a reset before any
+    response. A connection of the same library to the same peer that served
+    a request, or any successful reuse, rules it out: that peer does talk to
+    this client.
     """
     served: set[tuple[PeerKey, str]] = set()
-    for snap in snapshots:
+    for snap in evidence.snapshots:
         if (snap.connection_requests or 0) > 0 or snap.alpn_negotiated is not None:
             served.add((peer_key(snap), snap.library))
     out = set()
-    for index, snap in enumerate(snapshots):
+    for index in evidence.of_kind(FaultKind.CONNECTION_RESET):
+        snap = evidence.snapshots[index]
         if (
-            snap.kind is FaultKind.CONNECTION_RESET
-            and snap.connection_reused is not True
+            snap.connection_reused is not True
             and not snap.connection_requests
             and snap.tls_version is not None
             and snap.alpn_negotiated is None
-            and snap.alpn_offered is not None
-            and "h2" not in snap.alpn_offered
+            and (snap.alpn_offered is None or "h2" not in snap.alpn_offered)
             and snap.phase in ("request", "response")
             and not snap.peer_reuse_ok_count
             and (peer_key(snap), snap.library) not in served
@@ -63,39 +64,39 @@ def alpn_inferred_indices(snapshots: Sequence[ResetContextSnapshot]) -> frozense
     return frozenset(out)
 
 
-def _alpn_fix(library: str, offered: tuple[str, ...]) -> str:
-    if "h2" in offered:
+_GENERIC_FIX = (
+    'Offer h2: ctx.set_alpn_protocols(["h2", "http/1.1"]) with an HTTP/2-capable client.'
+)
+
+
+def _alpn_fix(library_name: str, offered: tuple[str, ...] | None) -> str:
+    if offered is not None and "h2" in offered:
         return (
             f"The server accepts none of {list(offered)}: check which protocols it is "
             "configured for (a gRPC-only or HTTP/3-only endpoint, or the wrong port)."
         )
-    if library == "httpx":
-        if not offered:
-            return (
-                'httpx: call ctx.set_alpn_protocols(["h2", "http/1.1"]) on the SSLContext '
-                "you pass, and use httpx.AsyncClient(http2=True) (pip install 'httpx[http2]')."
-            )
-        return (
-            "httpx: enable HTTP/2 with httpx.AsyncClient(http2=True) (or httpx.Client; "
-            "pip install 'httpx[http2]'): it then offers h2 and http/1.1."
+    library = Evidence.library(library_name)
+    advice = library.advice if library is not None else None
+    text: str | None = None
+    if advice is not None:
+        text = advice.alpn_enable if offered else advice.alpn_user_context
+    fix = f"{library.label}: {text}" if library is not None and text else _GENERIC_FIX
+    if offered is None:
+        fix = (
+            "What the client offered is unknown: its ssl.SSLContext was created before "
+            "seedance_otel.instrument() (instrument first to see the offer). " + fix
         )
-    if library == "aiohttp":
-        if not offered:
-            return (
-                "aiohttp passes a user ssl.SSLContext as it is, with no ALPN: call "
-                'ctx.set_alpn_protocols(["http/1.1"]) before TCPConnector(ssl=ctx) so the '
-                "server can choose HTTP/1.1. If the server speaks only h2, aiohttp cannot talk "
-                "to it (it has no HTTP/2): use httpx.AsyncClient(http2=True) for this peer."
-            )
-        return (
-            "aiohttp speaks only HTTP/1.1 and cannot talk to an h2-only server: use "
-            "httpx.AsyncClient(http2=True) for this peer, or have the server accept http/1.1."
-        )
-    return 'Offer h2: ctx.set_alpn_protocols(["h2", "http/1.1"]) with an HTTP/2-capable client.'
+    return fix
 
 
-def _alpn_cause(label: str, library: str, offered: tuple[str, ...]) -> str:
+def _alpn_cause(label: str, library: str, offered: tuple[str, ...] | None) -> str:
     """Who offered what, and what that says about the server."""
+    if offered is None:
+        return (
+            f"{label} reset a new TLS connection from the {library} client right after a "
+            "handshake that negotiated no protocol (what the client offered is unknown); it "
+            "most likely requires HTTP/2 (h2)"
+        )
     if not offered:
         return (
             f"the {library} client offered no ALPN at all (its ssl.SSLContext never had "
@@ -129,18 +130,20 @@ def _alpn_how(alerts: int, frames: int, other: int, dropped: int) -> str:
     return "; ".join(how)
 
 
-def alpn(snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap) -> list[Finding]:
+def _find(evidence: Evidence) -> list[Finding]:
     """ALPN refusals (alert, h2 frames to an h1 client) and resets that imply one."""
-    inferred = alpn_inferred_indices(snapshots)
+    inferred = evidence.once(alpn_inferred_indices)
 
     def offer(index: int, snap: ResetContextSnapshot) -> _Offer | None:
-        if snap.kind is not FaultKind.ALPN_MISMATCH and index not in inferred:
-            return None
-        offered = snap.alpn_offered if snap.alpn_offered is not None else ()
-        return (peer_key(snap), snap.library, offered)
+        offered = snap.alpn_offered
+        if snap.kind is FaultKind.ALPN_MISMATCH and offered is None:
+            offered = ()  # an explicit refusal without a recorded offer: nothing offered
+        return (peer_key(snap), snap.library, offered is not None, offered or ())
 
+    indices = [*evidence.of_kind(FaultKind.ALPN_MISMATCH), *inferred]
     findings = []
-    for (key, library, offered), snaps in grouped(snapshots, offer):
+    for (key, library, known, offer_made), snaps in grouped(evidence, indices, offer):
+        offered = offer_made if known else None
         # Inferred ones are all resets, so the rest are the definite refusals.
         definite = [s for s in snaps if s.kind is FaultKind.ALPN_MISMATCH]
         alerts = sum(1 for s in definite if "no application protocol" in s.error_message.lower())
@@ -153,15 +156,15 @@ def alpn(snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap) ->
         )
         findings.append(
             peer_finding(
-                "alpn_not_offered" if not offered else "alpn_mismatch",
+                "alpn_not_offered" if offered == () else "alpn_mismatch",
                 Severity.ERROR if definite else Severity.WARNING,
                 key,
                 snaps,
                 summary=summary,
                 fix=_alpn_fix(library, offered),
                 evidence={
-                    "alpn_offered": list(offered),
-                    "alpn_required": "h2" if "h2" not in offered else "unknown",
+                    "alpn_offered": list(offered) if offered is not None else "unknown",
+                    "alpn_required": "h2" if offered is None or "h2" not in offered else "unknown",
                     "alerts": alerts,
                     "h2_frames": frames,
                     "resets_after_handshake": dropped,
@@ -169,3 +172,6 @@ def alpn(snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap) ->
             )
         )
     return findings
+
+
+alpn = Rule("alpn_mismatch", _find, alpn_inferred_indices)

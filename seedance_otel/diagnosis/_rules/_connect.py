@@ -8,13 +8,20 @@ in ``_tls``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from ..._snapshot import FaultKind, ResetContextSnapshot
-from .._common import libraries, peer_key, peer_label
+from ..._library import LibraryAdvice
+from ..._snapshot import FaultKind
 from .._finding import Finding, Severity
 from ._alpn import alpn_inferred_indices
-from ._shared import PeerStatsMap, counted, for_libraries, of_kind, peer_finding, per_peer
+from ._helpers import (
+    Evidence,
+    Rule,
+    advice_lines,
+    counted,
+    libraries,
+    peer_finding,
+    peer_label,
+    per_peer,
+)
 
 __all__ = [
     "connect_refused",
@@ -27,40 +34,35 @@ __all__ = [
 _NEW_CONNECTION_PHASES = frozenset({"connect", "tls"})
 
 
-def pool_exhaustion(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
+def _pool_exhaustion(evidence: Evidence) -> list[Finding]:
     """Timeouts spent waiting for the client's own pool, not for the peer."""
     findings = []
-    for key, snaps in per_peer(snapshots, of_kind(snapshots, FaultKind.POOL_TIMEOUT)):
+    for key, snaps in per_peer(evidence, evidence.of_kind(FaultKind.POOL_TIMEOUT)):
         libs = libraries(snaps)
-        slow = sum(1 for s in snapshots if peer_key(s) == key and s.kind is FaultKind.READ_TIMEOUT)
+        slow = sum(
+            1
+            for index in evidence.of_peer(key)
+            if evidence.snapshots[index].kind is FaultKind.READ_TIMEOUT
+        )
         summary = (
             f"{counted(len(snaps), 'request')} to {peer_label(key)} timed out waiting for a "
             "free connection in the client's own pool: pool exhaustion, not the network "
             "(nothing was sent to the peer)."
         )
-        if "aiohttp" in libs:
-            summary += (
-                " aiohttp reports it as ConnectionTimeoutError, which reads like a slow connect."
-            )
+        for name in libs:
+            library = Evidence.library(name)
+            if library is not None and library.advice.pool_timeout_note:
+                summary += f" {library.advice.pool_timeout_note}"
         if slow:
             summary += (
                 f" {counted(slow, 'request')} to the same peer hit a read timeout: "
                 "slow responses are holding the connections."
             )
-        fix = for_libraries(
+        fix = advice_lines(
             libs,
-            {
-                "httpx": "httpx.AsyncClient(limits=httpx.Limits(max_connections=..., "
-                "max_keepalive_connections=...), timeout=httpx.Timeout(..., pool=...)) "
-                "(default 100 connections); close streamed responses (async with "
-                "client.stream(...), await response.aclose()).",
-                "aiohttp": "aiohttp.TCPConnector(limit=..., limit_per_host=...) (default 100 "
-                "in all, unlimited per host); release every response (async with "
-                "session.get(...) as resp); ClientTimeout(connect=...) includes the pool wait.",
-                "*": "Or bound your own concurrency (asyncio.Semaphore) below the pool size.",
-            },
+            lambda advice: advice.pool_limits,
+            generic="Raise the client's connection pool size and release every response.",
+            then="Or bound your own concurrency (asyncio.Semaphore) below the pool size.",
         )
         findings.append(
             peer_finding(
@@ -76,27 +78,21 @@ def pool_exhaustion(
     return findings
 
 
-def connect_refused(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
+def _connect_refused(evidence: Evidence) -> list[Finding]:
     """The peer answered the SYN with a RST: nothing listening, or a firewall REJECT."""
     findings = []
-    for key, snaps in per_peer(snapshots, of_kind(snapshots, FaultKind.CONNECT_REFUSED)):
+    for key, snaps in per_peer(evidence, evidence.of_kind(FaultKind.CONNECT_REFUSED)):
         summary = (
             f"{peer_label(key)} refused {counted(len(snaps), 'connection')} (nothing listening "
             f"on port {key[1]}, or a firewall rejecting): the server is down or restarting, or "
             "the address or port is wrong."
         )
-        fix = for_libraries(
+        fix = advice_lines(
             libraries(snaps),
-            {
-                "httpx": "httpx.AsyncHTTPTransport(retries=3) retries failed connects (only "
-                "those) to ride out restarts.",
-                "aiohttp": "aiohttp never retries a failed connect: retry "
-                "aiohttp.ClientConnectorError with backoff.",
-                "*": "Check that the service listens on that address and port, and on the "
-                "address family the name resolves to (::1 vs 127.0.0.1).",
-            },
+            lambda advice: advice.retry_connect,
+            generic="Retry failed connects with backoff to ride out restarts.",
+            then="Check that the service listens on that address and port, and on the "
+            "address family the name resolves to (::1 vs 127.0.0.1).",
         )
         findings.append(
             peer_finding("connect_refused", Severity.ERROR, key, snaps, summary=summary, fix=fix)
@@ -104,43 +100,44 @@ def connect_refused(
     return findings
 
 
-def reset_on_connect_indices(snapshots: Sequence[ResetContextSnapshot]) -> frozenset[int]:
+def reset_on_connect_indices(evidence: Evidence) -> frozenset[int]:
     """Resets of new connections before their first response (ALPN cases left out)."""
-    inferred = alpn_inferred_indices(snapshots)
-    return frozenset(
-        index
-        for index, snap in enumerate(snapshots)
-        if snap.kind is FaultKind.CONNECTION_RESET
-        and index not in inferred
-        and snap.connection_reused is not True
-        and not snap.connection_requests
-        and (snap.phase in _NEW_CONNECTION_PHASES or snap.phase == "request")
+    inferred = evidence.once(alpn_inferred_indices)
+    out = set()
+    for index in evidence.of_kind(FaultKind.CONNECTION_RESET):
+        snap = evidence.snapshots[index]
+        if (
+            index not in inferred
+            and snap.connection_reused is not True
+            and not snap.connection_requests
+            and (snap.phase in _NEW_CONNECTION_PHASES or snap.phase == "request")
+        ):
+            out.add(index)
+    return frozenset(out)
+
+
+def _reset_on_connect_fix(libs: list[str]) -> str:
+    def text(advice: LibraryAdvice) -> str | None:
+        return " ".join(part for part in (advice.retry_reset, advice.burst_limit) if part) or None
+
+    return advice_lines(
+        libs,
+        text,
+        generic="Retry with backoff and jitter, and limit how many connections open at once.",
+        then="Check the peer's health, accept backlog and connection limits.",
     )
 
 
-def reset_on_connect(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
+def _reset_on_connect(evidence: Evidence) -> list[Finding]:
     """New connections reset during connect/TLS or before their first response."""
     findings = []
-    for key, snaps in per_peer(snapshots, reset_on_connect_indices(snapshots)):
+    for key, snaps in per_peer(evidence, evidence.once(reset_on_connect_indices)):
         early = sum(1 for s in snaps if s.phase in _NEW_CONNECTION_PHASES)
         summary = (
             f"{peer_label(key)} reset {counted(len(snaps), 'new connection')} before answering "
             f"({early} during connect/TLS, {len(snaps) - early} after the request was sent): "
             "the peer, or a proxy in front of it, is overloaded, restarting or has no healthy "
             "backend."
-        )
-        fix = for_libraries(
-            libraries(snaps),
-            {
-                "httpx": "Retry with backoff and jitter (httpx.AsyncHTTPTransport(retries=...) "
-                "covers failed connects only); limit the burst with "
-                "httpx.Limits(max_connections=...).",
-                "aiohttp": "aiohttp retries an idempotent request once by itself; retry the rest "
-                "with backoff and limit the burst with TCPConnector(limit_per_host=...).",
-                "*": "Check the peer's health, accept backlog and connection limits.",
-            },
         )
         findings.append(
             peer_finding(
@@ -149,36 +146,36 @@ def reset_on_connect(
                 key,
                 snaps,
                 summary=summary,
-                fix=fix,
+                fix=_reset_on_connect_fix(libraries(snaps)),
                 evidence={"during_connect_or_tls": early},
             )
         )
     return findings
 
 
-def connect_timeout(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
+def _connect_timeout(evidence: Evidence) -> list[Finding]:
     """TCP connects (or TLS handshakes) that got no answer in time."""
     findings = []
-    for key, snaps in per_peer(snapshots, of_kind(snapshots, FaultKind.CONNECT_TIMEOUT)):
+    for key, snaps in per_peer(evidence, evidence.of_kind(FaultKind.CONNECT_TIMEOUT)):
         tls = sum(1 for s in snaps if s.phase == "tls")
         summary = (
             f"{counted(len(snaps), 'connect')} to {peer_label(key)} timed out ({tls} in the TLS "
             "handshake): SYNs dropped by a firewall, a full accept queue, or an address that "
             "does not route."
         )
-        fix = for_libraries(
+        fix = advice_lines(
             libraries(snaps),
-            {
-                "httpx": "httpx.Timeout(..., connect=...) bounds it; "
-                "httpx.AsyncHTTPTransport(retries=...) retries it.",
-                "aiohttp": "aiohttp.ClientTimeout(sock_connect=...) bounds the TCP connect; "
-                "connect=... also covers DNS and the pool wait.",
-                "*": "Check reachability of the peer's address and its accept backlog.",
-            },
+            lambda advice: advice.connect_timeout,
+            generic="Bound the connect with the client's connect timeout and retry it.",
+            then="Check reachability of the peer's address and its accept backlog.",
         )
         findings.append(
             peer_finding("connect_timeout", Severity.WARNING, key, snaps, summary=summary, fix=fix)
         )
     return findings
+
+
+pool_exhaustion = Rule("pool_exhaustion", _pool_exhaustion)
+connect_refused = Rule("connect_refused", _connect_refused)
+reset_on_connect = Rule("reset_on_connect", _reset_on_connect, reset_on_connect_indices)
+connect_timeout = Rule("connect_timeout", _connect_timeout)

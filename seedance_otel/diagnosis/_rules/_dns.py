@@ -7,13 +7,23 @@ the client used.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ..._snapshot import FaultKind, ResetContextSnapshot
-from .._common import example_trace_ids, format_seconds, libraries, median, peer_key, peer_label
 from .._finding import Finding, Severity
-from ._shared import PeerStatsMap, counted, for_libraries, grouped
+from ._helpers import (
+    Evidence,
+    Rule,
+    advice_lines,
+    counted,
+    example_trace_ids,
+    format_seconds,
+    grouped,
+    libraries,
+    median,
+    peer_key,
+    peer_label,
+)
 
 __all__ = ["dns_timeout", "resolver_path"]
 
@@ -21,9 +31,10 @@ __all__ = ["dns_timeout", "resolver_path"]
 def resolver_path(snapshot: ResetContextSnapshot) -> str:
     """Which resolver timed out, as far as the error tells.
 
-    ``c-ares`` (aiohttp's AsyncResolver, aiodns), ``getaddrinfo`` (the system
-    resolver: aiohttp's ThreadedResolver, httpx), ``client_timeout`` (the
-    client's own connect timeout fired while resolving), else ``unknown``.
+    ``c-ares`` (an asynchronous resolver such as aiodns), ``getaddrinfo``
+    (the system resolver), ``client_timeout`` (the client's own timeout - a
+    connect or total timeout - fired while resolving, which cancels the lookup
+    with it), else ``unknown``.
     """
     explicit = getattr(snapshot, "dns_resolver", None)
     if isinstance(explicit, str) and explicit:
@@ -34,67 +45,63 @@ def resolver_path(snapshot: ResetContextSnapshot) -> str:
         return "c-ares"
     if "name resolution" in text or "gaierror" in error_type or "getaddrinfo" in text:
         return "getaddrinfo"
+    # The caller's own timeout ended the lookup: a total timeout cancels the
+    # task mid-lookup (CancelledError), a connect timeout raises its error.
+    if "cancellederror" in error_type:
+        return "client_timeout"
     if "timeout" in error_type or "timed out" in text or "timeout" in text:
         return "client_timeout"
     return "unknown"
 
 
 _RESOLVER_NAMES = {
-    "c-ares": "c-ares (aiohttp AsyncResolver / aiodns)",
+    "c-ares": "c-ares (an asynchronous resolver such as aiodns)",
     "getaddrinfo": "the system resolver (getaddrinfo, /etc/resolv.conf)",
-    "client_timeout": "the client's connect timeout, which fired while resolving",
+    "client_timeout": "the client's own timeout (connect or total), which fired while resolving",
     "unknown": "an unknown resolver",
 }
 
 
-def _dns_fix(path: str, libs: Sequence[str]) -> str:
+def _dns_fix(path: str, libs: list[str]) -> str:
     if path == "c-ares":
-        texts = {
-            "aiohttp": "aiohttp.TCPConnector(resolver=aiohttp.AsyncResolver(timeout=1.0, "
-            "tries=2), ttl_dns_cache=300): c-ares waits 5 s per try by default (11 s in "
-            "all), and a longer DNS cache (default 10 s) means fewer lookups to fail.",
-            "*": "Then fix the resolver itself: the nameservers c-ares reads from "
-            "/etc/resolv.conf (or AsyncResolver(nameservers=[...])) are not answering.",
-        }
-    elif path == "getaddrinfo":
-        texts = {
-            "aiohttp": "aiohttp.TCPConnector(ttl_dns_cache=300) caches answers longer (default "
-            "10 s); aiohttp.AsyncResolver(timeout=1.0, tries=2) fails fast instead of "
-            "glibc's 5 s per try.",
-            "httpx": "httpx does not cache names and resolves on every new connection: run a "
-            "local caching resolver (systemd-resolved, nscd, NodeLocal DNSCache); httpx.Client "
-            "(sync) is not even bounded by its connect timeout while resolving.",
-            "*": "Bound glibc: options timeout:1 attempts:2 in /etc/resolv.conf (or "
+        return advice_lines(
+            libs,
+            lambda advice: advice.dns_resolver_timeout,
+            generic="Give the asynchronous resolver a short timeout and few tries, and cache "
+            "answers longer.",
+            then="Then fix the resolver itself: the nameservers it asks (those passed to it, else "
+            "the ones in /etc/resolv.conf) are not answering.",
+        )
+    if path == "getaddrinfo":
+        return advice_lines(
+            libs,
+            lambda advice: advice.dns_cache,
+            then="Bound glibc: options timeout:1 attempts:2 in /etc/resolv.conf (or "
             'RES_OPTIONS="timeout:1 attempts:2"); in Kubernetes, a trailing dot on the name '
             "skips the ndots:5 search-domain lookups.",
-        }
-    elif path == "client_timeout":
-        texts = {
-            "aiohttp": "aiohttp.ClientTimeout(connect=...) includes DNS (sock_connect does not); "
-            "use aiohttp.AsyncResolver(timeout=1.0, tries=2) so resolution fails fast with a "
-            "DNS error, and TCPConnector(ttl_dns_cache=300) to resolve less often.",
-            "httpx": "httpx.Timeout(connect=...) includes DNS for AsyncClient: a lookup that "
-            "hangs eats the connect budget. Run a local caching resolver.",
-            "*": "The budget went to name resolution, not to the TCP connect: fix the resolver "
-            "before raising timeouts.",
-        }
-    else:
-        texts = {"*": "Check the resolver configuration (/etc/resolv.conf) and its reachability."}
-    return for_libraries(libs, texts)
+        )
+    if path == "client_timeout":
+        return advice_lines(
+            libs,
+            lambda advice: advice.dns_timeout,
+            generic="The client's timeout includes name resolution: give the resolver its own, "
+            "shorter timeout so a lookup fails fast with a DNS error.",
+            then="The budget went to name resolution, not to the TCP connect: fix the resolver "
+            "the client uses (the nameservers it was given, or the system's) before raising "
+            "timeouts.",
+        )
+    return "Check the resolver the client uses (its nameservers) and their reachability."
 
 
 def _name_and_resolver(index: int, snap: ResetContextSnapshot) -> tuple[str, str] | None:
-    if snap.kind is not FaultKind.DNS_TIMEOUT:
-        return None
     return (snap.dns_question or snap.server_address or "?", resolver_path(snap))
 
 
-def dns_timeout(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
+def _find(evidence: Evidence) -> list[Finding]:
     """Name resolution that timed out: the resolver, not the network path, is at fault."""
     findings = []
-    for (name, path), snaps in grouped(snapshots, _name_and_resolver):
+    indices = evidence.of_kind(FaultKind.DNS_TIMEOUT)
+    for (name, path), snaps in grouped(evidence, indices, _name_and_resolver):
         durations = [s.dns_duration_s for s in snaps if s.dns_duration_s is not None]
         took = ""
         if durations:
@@ -106,7 +113,7 @@ def dns_timeout(
             f"{_RESOLVER_NAMES.get(path, path)}: it is name resolution that fails, not the TCP "
             "connect, so look at the resolver, not at the network path to the server."
         )
-        evidence: dict[str, Any] = {
+        details: dict[str, Any] = {
             "names": [name],
             "resolver": path,
             "count": len(snaps),
@@ -115,14 +122,14 @@ def dns_timeout(
         }
         traces = example_trace_ids(snaps)
         if traces:
-            evidence["trace_ids"] = traces
+            details["trace_ids"] = traces
         findings.append(
             Finding(
                 code="dns_timeout",
                 severity=Severity.ERROR,
                 summary=summary,
                 fix=_dns_fix(path, libraries(snaps)),
-                evidence=evidence,
+                evidence=details,
                 params={
                     "dns_duration_median_s": median(durations) if durations else None,
                     "dns_duration_max_s": max(durations) if durations else None,
@@ -130,3 +137,6 @@ def dns_timeout(
             )
         )
     return findings
+
+
+dns_timeout = Rule("dns_timeout", _find)

@@ -1,8 +1,10 @@
 """Stale keep-alive: reused connections the peer had already dropped for idling.
 
 The peer's idle timeout is estimated per peer (see ``_estimate``), leaving
-out the resets a connection age limit explains (``_lifetime``); the fix is a
-client keep-alive below it, per library seen.
+out the failures a request limit (``_requests``) or a connection age limit
+(``_lifetime``) explains; the fix is a client keep-alive below it, in the
+words of each library seen (its ``LibraryAdvice``), with the library's
+default keep-alive (``Library.default_keepalive_s``) for comparison.
 """
 
 from __future__ import annotations
@@ -13,39 +15,42 @@ from typing import Any
 
 from ..._snapshot import FaultKind, ResetContextSnapshot
 from ...instrumentation.asyncio_clients import generic_idle_fix, stream_client
-from .._common import PeerKey, format_seconds, libraries, peer_key, peer_label
 from .._estimate import (
+    COMMON_IDLE_TIMEOUTS_S,
     IdleSamples,
     IdleTimeoutEstimate,
     collect_idle_samples,
     estimate_idle_timeout,
+    idle_events,
     idle_histogram,
-    is_stale_reuse_candidate,
 )
 from .._finding import Finding, Severity
+from ._helpers import (
+    Evidence,
+    PeerKey,
+    Rule,
+    advice_lines,
+    counted,
+    format_seconds,
+    libraries,
+    peer_finding,
+    peer_label,
+)
 from ._lifetime import lifetime_clusters
-from ._shared import PeerStatsMap, counted, for_libraries, peer_finding, pick
+from ._requests import request_count_clusters
 
-__all__ = [
-    "AIOHTTP_DEFAULT_KEEPALIVE_S",
-    "HTTPX_DEFAULT_KEEPALIVE_S",
-    "StaleAnalysis",
-    "stale_analysis",
-    "stale_keepalive",
-]
+__all__ = ["StaleAnalysis", "stale_analysis", "stale_keepalive"]
 
-# Library defaults the fixes compare against.
-HTTPX_DEFAULT_KEEPALIVE_S = 5.0
-AIOHTTP_DEFAULT_KEEPALIVE_S = 15.0
-_DEFAULT_KEEPALIVE_S = {"httpx": HTTPX_DEFAULT_KEEPALIVE_S, "aiohttp": AIOHTTP_DEFAULT_KEEPALIVE_S}
-
-# aiohttp (3.10+) retries these once on a reused connection that failed.
+# What an idempotent request is, for a library that retries those once by itself.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 def _num(value: float) -> str:
     """A number as people write it in code: ``1.6``, ``53``, ``0.8``."""
     return f"{value:g}"
+
+
+_COMMON_DEFAULTS = "; ".join(f"{who} {_num(s)} s" for s, who in COMMON_IDLE_TIMEOUTS_S)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,26 +63,23 @@ class StaleAnalysis:
     """Indices of the resets and idle closes at or beyond the cliff."""
 
 
-def stale_analysis(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> dict[PeerKey, StaleAnalysis]:
-    """Per peer, the idle-timeout estimate (resets recycled by age left out)."""
+def stale_analysis(evidence: Evidence) -> dict[PeerKey, StaleAnalysis]:
+    """Per peer, the idle-timeout estimate (failures a request or age limit explains left out)."""
     excluded: frozenset[int] = frozenset().union(
-        *(c.indices for c in lifetime_clusters(snapshots, peer_stats).values())
+        *(c.indices for c in evidence.once(request_count_clusters).values()),
+        *(c.indices for c in evidence.once(lifetime_clusters).values()),
     )
     out: dict[PeerKey, StaleAnalysis] = {}
-    for key, samples in collect_idle_samples(snapshots, peer_stats, excluded).items():
+    for key, samples in collect_idle_samples(evidence, excluded).items():
         estimate = estimate_idle_timeout(samples)
         if estimate is None:
             continue
+        events = evidence.once(idle_events)[key]
         explained = frozenset(
             index
-            for index, snap in enumerate(snapshots)
+            for index in events
             if index not in excluded
-            and peer_key(snap) == key
-            and snap.connection_idle_s is not None
-            and snap.connection_idle_s >= estimate.cliff_s
-            and (is_stale_reuse_candidate(snap) or snap.kind is FaultKind.PEER_CLOSED_IDLE)
+            and (evidence.snapshots[index].connection_idle_s or 0.0) >= estimate.cliff_s
         )
         out[key] = StaleAnalysis(samples, estimate, explained)
     return out
@@ -103,8 +105,9 @@ def _stale_summary(key: PeerKey, est: IdleTimeoutEstimate, resets: int, closes: 
         )
     else:
         what = (
-            f"{label} drops connections idle for {high} or less (no successful reuse bounds "
-            "it from below, so the timeout may be shorter)"
+            f"{label} drops connections idle for {high} or less: that is only an upper bound "
+            "(no reuse after a shorter idle worked or was seen, so the timeout may be much "
+            "shorter)"
         )
     if resets:
         tail = (
@@ -128,18 +131,58 @@ def _near_default_note(libs: Sequence[str], est: IdleTimeoutEstimate, max_fail_s
     reference = est.estimate_s if est.estimate_s is not None else est.high_s
     if reference is None:
         return ""
-    for lib in libs:
-        default = _DEFAULT_KEEPALIVE_S.get(lib)
-        if default is None:
+    for name in libs:
+        library = Evidence.library(name)
+        default = library.default_keepalive_s if library is not None else None
+        setting = library.advice.keepalive_setting_name if library is not None else None
+        if library is None or default is None or setting is None:
             continue
         if reference <= default <= reference * 1.25 and max_fail_s <= default * 1.02:
-            setting = "keepalive_expiry" if lib == "httpx" else "keepalive_timeout"
             return (
-                f" {lib}'s default {setting} ({_num(default)} s) is just above it, so only "
-                f"connections idle between {format_seconds(reference)} and "
+                f" {library.label}'s default {setting} ({_num(default)} s) is just above it, so "
+                f"only connections idle between {format_seconds(reference)} and "
                 f"{format_seconds(default)} fail: rare, but certain under periodic traffic."
             )
     return ""
+
+
+def _keepalive_text(k: str, name: str) -> str | None:
+    """The library's keep-alive call with ``k`` seconds, and its default."""
+    library = Evidence.library(name)
+    if library is None or library.advice.keepalive_setting is None:
+        return None
+    text = f"{library.label}: {library.advice.keepalive_setting(k)}"
+    if library.default_keepalive_s is not None:
+        text += f" (default {_num(library.default_keepalive_s)} s)"
+    return text
+
+
+def _why(k: str, est: IdleTimeoutEstimate) -> str:
+    if est.basis == "idle_close":
+        return f"{k} s stays 20 % (at most 5 s) below the measured close."
+    if est.low_s is not None:
+        return (
+            f"{k} s stays below {format_seconds(est.low_s)}, the longest idle that still worked, "
+            "by 20 % (at most 5 s): the peer's timer starts a round trip earlier than ours and "
+            "may be coarse."
+        )
+    bound = format_seconds(est.high_s)
+    if est.safe_below_s is not None:
+        why = (
+            f"The timeout is only known to be {bound} or less, so {k} s stays 20 % below "
+            f"{format_seconds(est.safe_below_s)}, the shortest common server or load-balancer "
+            f"default idle timeout within that bound ({_COMMON_DEFAULTS})."
+        )
+    else:
+        why = (
+            f"{k} s is 20 % (at most 5 s) below {bound}, the shortest failure; the timeout is "
+            "only bounded above and may be shorter."
+        )
+    return (
+        why + " To sharpen the estimate, let some reuses happen after shorter idle times (each "
+        "one that works bounds the timeout from below), or ask the peer's owner for its idle "
+        "timeout; check again after the change."
+    )
 
 
 _PLAIN_ASYNCIO = "asyncio"
@@ -180,75 +223,65 @@ def _keepalive_fix(
         lines = [f"{name}: {text}" for name, text in sorted(stream_fixes.items())]
         return "\n".join([*lines, http] if http else lines)
     if keepalive_s <= 0:
-        texts = {
-            "httpx": "httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) "
-            "(or httpx.Client): the timeout is too short to keep connections alive.",
-            "aiohttp": "aiohttp.TCPConnector(force_close=True): the timeout is too short to "
-            "keep connections alive.",
-        }
-        return for_libraries(libs, texts)
+        return advice_lines(
+            libs,
+            lambda advice: advice.disable_keepalive,
+            generic="Do not reuse connections to this peer.",
+            then="The timeout is too short to keep connections alive.",
+        )
     k = _num(keepalive_s)
-    texts = {
-        "httpx": f"httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry={k})) (or "
-        f"httpx.Client; default {_num(HTTPX_DEFAULT_KEEPALIVE_S)} s)",
-        "aiohttp": f"aiohttp.TCPConnector(keepalive_timeout={k}) (default "
-        f"{_num(AIOHTTP_DEFAULT_KEEPALIVE_S)} s)",
-    }
-    if est.basis == "idle_close":
-        why = f"{k} s stays 20 % (at most 5 s) below the measured close."
-    elif est.low_s is not None:
-        why = (
-            f"{k} s stays below {format_seconds(est.low_s)}, the longest idle that still worked, "
-            "by 20 % (at most 5 s): the peer's timer starts a round trip earlier than ours and "
-            "may be coarse."
-        )
-    else:
-        why = (
-            f"{k} s is 20 % (at most 5 s) below the shortest failure; the timeout may be "
-            "shorter, so check again after the change."
-        )
-    texts["*"] = why + " Or raise the peer's idle timeout above your keep-alive."
-    return for_libraries(libs, texts)
+    lines = [text for name in libs if (text := _keepalive_text(k, name))]
+    if not lines:
+        lines = [f"Keep idle connections to this peer for at most {k} s."]
+    lines.append(_why(k, est) + " Or raise the peer's idle timeout above your keep-alive.")
+    return "\n".join(lines)
 
 
-def stale_keepalive(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
-    """Reused connections that the peer had already dropped for idling too long.
+def _retried_silently(snaps: Sequence[ResetContextSnapshot]) -> int:
+    """Resets of idempotent requests that the library itself retried once."""
+    count = 0
+    for snap in snaps:
+        library = Evidence.library(snap.library)
+        retries = library is not None and library.advice.retries_idempotent_on_reuse
+        if retries and (snap.http_method or "") in _IDEMPOTENT:
+            count += 1
+    return count
 
-    The peer's idle timeout is estimated per peer (see ``_estimate``) and the
-    fix is a client keep-alive below it, per library seen.
-    """
+
+def _explains(evidence: Evidence) -> frozenset[int]:
+    return frozenset().union(*(a.explained for a in evidence.once(stale_analysis).values()))
+
+
+def _find(evidence: Evidence) -> list[Finding]:
+    """Reused connections that the peer had already dropped for idling too long."""
     findings = []
-    for key, analysis in sorted(stale_analysis(snapshots, peer_stats).items()):
+    for key, analysis in sorted(evidence.once(stale_analysis).items()):
         est = analysis.estimate
-        snaps = pick(snapshots, analysis.explained)
+        snaps = evidence.pick(analysis.explained)
         resets = [s for s in snaps if s.kind is FaultKind.CONNECTION_RESET]
         closes = [s for s in snaps if s.kind is FaultKind.PEER_CLOSED_IDLE]
-        libs = libraries(snaps) or libraries(s for s in snapshots if peer_key(s) == key)
+        libs = libraries(snaps) or libraries(evidence.pick(evidence.of_peer(key)))
         max_fail = max((s.connection_idle_s or 0.0) for s in snaps) if snaps else 0.0
         summary = _stale_summary(key, est, len(resets), len(closes))
         summary += _near_default_note(libs, est, max_fail)
-        evidence: dict[str, Any] = {
+        details: dict[str, Any] = {
             "estimate_basis": est.basis,
             "resets": len(resets),
             "idle_closes": len(closes),
             "reuse_ok_count": analysis.samples.reuse_ok_count,
         }
-        retried = sum(
-            1 for s in resets if s.library == "aiohttp" and (s.http_method or "") in _IDEMPOTENT
-        )
+        retried = _retried_silently(resets)
         if retried:
-            evidence["aiohttp_retried_silently"] = retried
+            details["retried_silently"] = retried
         if est.outlier_reset_idle_s:
-            evidence["resets_not_explained_idle_s"] = [
+            details["resets_not_explained_idle_s"] = [
                 round(v, 3) for v in est.outlier_reset_idle_s
             ]
         if est.inconsistent_reuse_ok_idle_s:
-            evidence["reuse_ok_above_cliff_idle_s"] = [
+            details["reuse_ok_above_cliff_idle_s"] = [
                 round(v, 3) for v in est.inconsistent_reuse_ok_idle_s
             ]
-        evidence["idle_histogram"] = idle_histogram(analysis.samples, est)
+        details["idle_histogram"] = idle_histogram(analysis.samples, est)
         findings.append(
             peer_finding(
                 "stale_keepalive",
@@ -262,15 +295,19 @@ def stale_keepalive(
                     est,
                     _stream_client_fixes(snaps, est.recommended_keepalive_s),
                 ),
-                evidence=evidence,
+                evidence=details,
                 params={
                     "peer_idle_timeout_s": est.estimate_s,
                     "bracket_low_s": est.low_s,
                     "bracket_high_s": est.high_s,
                     "recommended_keepalive_s": est.recommended_keepalive_s,
+                    "safe_below_s": est.safe_below_s,
                     "reuse_ok_samples": len(analysis.samples.reuse_ok_idle_s),
                     "failure_samples": len(snaps),
                 },
             )
         )
     return findings
+
+
+stale_keepalive = Rule("stale_keepalive", _find, _explains)

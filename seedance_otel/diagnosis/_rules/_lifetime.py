@@ -7,15 +7,26 @@ to leave out the resets this rule explains.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
-from collections.abc import Sequence
 
-from ..._snapshot import FaultKind, ResetContextSnapshot
-from .._common import PeerKey, format_seconds, libraries, median, peer_key, peer_label
-from .._estimate import is_stale_reuse_candidate
+from ..._snapshot import FaultKind
+from .._estimate import idle_events
 from .._finding import Finding, Severity
-from ._shared import PeerStatsMap, for_libraries, peer_finding, pick
+from ._helpers import (
+    Evidence,
+    PeerKey,
+    Rule,
+    advice_lines,
+    clearly_below,
+    format_seconds,
+    libraries,
+    median,
+    peer_finding,
+    peer_label,
+)
+from ._requests import request_count_clusters
 
 __all__ = [
     "AGE_CLUSTER_MIN",
@@ -45,26 +56,19 @@ class AgeCluster:
     total: int
 
 
-def _reuse_ok_max(
-    key: PeerKey, snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> float | None:
-    values: list[float] = []
-    stats = peer_stats.get(key)
-    if stats is not None and stats.get("reuse_ok_count"):
-        value = stats.get("reuse_ok_max_idle_s")
-        if isinstance(value, (int, float)):
-            values.append(float(value))
-    values.extend(
-        s.peer_reuse_ok_max_idle_s
-        for s in snapshots
-        if peer_key(s) == key and s.peer_reuse_ok_max_idle_s is not None and s.peer_reuse_ok_count
-    )
-    return max(values) if values else None
+def _densest(items: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    """The longest run of ``(age, idle, index)`` whose ages lie within the tolerance."""
+    items.sort()
+    ages = [age for age, _, _ in items]
+    best_start, best_end = 0, 0
+    for start, age in enumerate(ages):
+        end = bisect.bisect_right(ages, age * (1 + AGE_CLUSTER_TOLERANCE) + 1e-3, start)
+        if end - start > best_end - best_start:
+            best_start, best_end = start, end
+    return items[best_start:best_end]
 
 
-def lifetime_clusters(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> dict[PeerKey, AgeCluster]:
+def lifetime_clusters(evidence: Evidence) -> dict[PeerKey, AgeCluster]:
     """Peers whose reuse failures cluster by connection age, not by idle time.
 
     An idle timeout kills connections that idled long enough, whatever their
@@ -73,45 +77,39 @@ def lifetime_clusters(
     within :data:`AGE_CLUSTER_TOLERANCE` of each other, holding most of the
     peer's failures, whose idle times are *not* what they share - their idle
     spread (relative to their median) is at least 50 % and three times their
-    age spread, or most of them idled less than a reuse that worked.
+    age spread, or most of them idled clearly less than a reuse that worked.
+    And their age must say more than their idle time: a connection that
+    served one request is as old as it was idle, so most of the cluster must
+    be clearly older than it was idle. Failures a close-after-N-requests
+    peer explains are left out.
     """
-    events: dict[PeerKey, list[tuple[float, float, int]]] = {}
-    for index, snap in enumerate(snapshots):
-        if snap.connection_age_s is None or snap.connection_idle_s is None:
-            continue
-        if is_stale_reuse_candidate(snap) or snap.kind is FaultKind.PEER_CLOSED_IDLE:
-            events.setdefault(peer_key(snap), []).append(
-                (snap.connection_age_s, snap.connection_idle_s, index)
-            )
+    claimed = evidence.once(_request_claims)
     clusters: dict[PeerKey, AgeCluster] = {}
-    for key, items in events.items():
+    for key, events in sorted(evidence.once(idle_events).items()):
+        items: list[tuple[float, float, int]] = []
+        for index in events:
+            snap = evidence.snapshots[index]
+            if index in claimed or snap.connection_age_s is None:
+                continue
+            if snap.connection_idle_s is not None:
+                items.append((snap.connection_age_s, snap.connection_idle_s, index))
         if len(items) < AGE_CLUSTER_MIN:
             continue
-        items.sort()
-        best: list[tuple[float, float, int]] = []
-        end = 0
-        for start in range(len(items)):
-            end = max(end, start)
-            limit = items[start][0] * (1 + AGE_CLUSTER_TOLERANCE) + 1e-3
-            while end + 1 < len(items) and items[end + 1][0] <= limit:
-                end += 1
-            if end - start + 1 > len(best):
-                best = items[start : end + 1]
-        if len(best) < max(AGE_CLUSTER_MIN, math.ceil(AGE_CLUSTER_SHARE * len(items))):
+        total = len(items)
+        best = _densest(items)
+        if len(best) < max(AGE_CLUSTER_MIN, math.ceil(AGE_CLUSTER_SHARE * total)):
             continue
         ages = [a for a, _, _ in best]
         idles = [i for _, i, _ in best]
-        age_range = max(ages) - min(ages)
-        idle_range = max(idles) - min(idles)
-        ok_max = _reuse_ok_max(key, snapshots, peer_stats)
-        rel_age = age_range / max(median(ages), 1e-9)
+        older = sum(1 for a, i, _ in best if a - i > AGE_CLUSTER_TOLERANCE * a)
+        if older * 2 < len(best):
+            continue
+        rel_age = (max(ages) - min(ages)) / max(median(ages), 1e-9)
         median_idle = median(idles)
+        idle_range = max(idles) - min(idles)
         rel_idle = idle_range / median_idle if median_idle > 0 else math.inf
         varied_idle = rel_idle >= 0.5 and rel_idle > 3 * rel_age
-        refuted_by_success = ok_max is not None and (
-            sum(1 for i in idles if i < ok_max) * 2 >= len(idles)
-        )
-        if not (varied_idle or refuted_by_success):
+        if not (varied_idle or clearly_below(idles, evidence.reuse_ok_max(key))):
             continue
         clusters[key] = AgeCluster(
             indices=frozenset(i for _, _, i in best),
@@ -119,18 +117,24 @@ def lifetime_clusters(
             age_high_s=max(ages),
             idle_min_s=min(idles),
             idle_max_s=max(idles),
-            total=len(items),
+            total=total,
         )
     return clusters
 
 
-def max_connection_lifetime(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
+def _request_claims(evidence: Evidence) -> frozenset[int]:
+    return frozenset().union(*(c.indices for c in evidence.once(request_count_clusters).values()))
+
+
+def _explains(evidence: Evidence) -> frozenset[int]:
+    return frozenset().union(*(c.indices for c in evidence.once(lifetime_clusters).values()))
+
+
+def _find(evidence: Evidence) -> list[Finding]:
     """Resets that cluster by connection age: something recycles connections."""
     findings = []
-    for key, cluster in sorted(lifetime_clusters(snapshots, peer_stats).items()):
-        snaps = pick(snapshots, cluster.indices)
+    for key, cluster in sorted(evidence.once(lifetime_clusters).items()):
+        snaps = evidence.pick(cluster.indices)
         resets = sum(1 for s in snaps if s.kind is FaultKind.CONNECTION_RESET)
         summary = (
             f"{peer_label(key)} ends connections when they are about "
@@ -142,19 +146,13 @@ def max_connection_lifetime(
             f"{format_seconds(cluster.idle_max_s)} (a load balancer or proxy with a maximum "
             "connection lifetime)."
         )
-        fix = for_libraries(
+        fix = advice_lines(
             libraries(snaps),
-            {
-                "httpx": "httpx never retries a request that met a reset: retry idempotent "
-                "requests once on httpx.RemoteProtocolError / httpx.ReadError / "
-                "httpx.WriteError (httpx.HTTPTransport(retries=...) covers only failed "
-                "connects); no keep-alive setting avoids an age limit.",
-                "aiohttp": "aiohttp already retries idempotent requests once on a reused "
-                "connection; retry POST/PATCH yourself (with an idempotency key) on "
-                "aiohttp.ServerDisconnectedError / aiohttp.ClientOSError.",
-                "*": "Ask the owner of the load balancer to close gracefully at the age limit "
-                "(Connection: close on a response, GOAWAY for HTTP/2) or to raise it.",
-            },
+            lambda advice: advice.retry_reset,
+            generic="Retry idempotent requests once when a reused connection is reset.",
+            then="No keep-alive setting avoids an age limit. Ask the owner of the load balancer "
+            "to close gracefully at the age limit (Connection: close on a response, GOAWAY for "
+            "HTTP/2) or to raise it.",
         )
         findings.append(
             peer_finding(
@@ -175,3 +173,6 @@ def max_connection_lifetime(
             )
         )
     return findings
+
+
+max_connection_lifetime = Rule("max_connection_lifetime", _find, _explains)

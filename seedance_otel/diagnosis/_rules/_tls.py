@@ -7,12 +7,20 @@ peer *and* per category read from the error message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..._snapshot import FaultKind, ResetContextSnapshot
-from .._common import PeerKey, peer_key, peer_label
 from .._finding import Finding, Severity
-from ._shared import PeerStatsMap, counted, grouped, peer_finding
+from ._helpers import (
+    Evidence,
+    PeerKey,
+    Rule,
+    advice_lines,
+    counted,
+    grouped,
+    libraries,
+    peer_finding,
+    peer_key,
+    peer_label,
+)
 
 __all__ = ["tls_error"]
 
@@ -33,9 +41,9 @@ def _tls_category(snapshot: ResetContextSnapshot) -> tuple[str, str, str]:
         return (
             "untrusted_issuer",
             "the certificate's issuer is not trusted by the client",
-            "Trust the issuing CA: ssl.create_default_context(cafile=...) (aiohttp ssl=ctx, "
-            "httpx verify=ctx), or the truststore package for the system store; the peer may "
-            "also be missing its intermediate certificates.",
+            "Trust the issuing CA: pass ctx = ssl.create_default_context(cafile=...) to the "
+            "client, or use the truststore package for the system store; the peer may also be "
+            "missing its intermediate certificates.",
         )
     if "certificate" in text or "verify" in text:
         return (
@@ -59,19 +67,19 @@ def _tls_category(snapshot: ResetContextSnapshot) -> tuple[str, str, str]:
     return ("other", "a TLS failure", "See the error messages in the evidence.")
 
 
-def _peer_and_category(index: int, snap: ResetContextSnapshot) -> tuple[PeerKey, str] | None:
-    if snap.kind is not FaultKind.TLS_ERROR:
-        return None
+def _peer_and_category(index: int, snap: ResetContextSnapshot) -> tuple[PeerKey, str]:
     return (peer_key(snap), _tls_category(snap)[0])
 
 
-def tls_error(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
+def _find(evidence: Evidence) -> list[Finding]:
     """Certificate and other TLS failures, by peer and cause."""
     findings = []
-    for (key, category), snaps in grouped(snapshots, _peer_and_category):
+    indices = evidence.of_kind(FaultKind.TLS_ERROR)
+    for (key, category), snaps in grouped(evidence, indices, _peer_and_category):
         _, meaning, fix = _tls_category(snaps[0])
+        if category == "untrusted_issuer":
+            where = advice_lines(libraries(snaps), lambda advice: advice.custom_ca)
+            fix += f"\n{where}" if where else ""
         findings.append(
             peer_finding(
                 "tls_error",
@@ -88,3 +96,6 @@ def tls_error(
             )
         )
     return findings
+
+
+tls_error = Rule("tls_error", _find)

@@ -1,37 +1,29 @@
 """The catch-all: resets that no other rule explains, so that no fault is dropped.
 
-It asks every rule's deciding helper which resets are theirs, so it must
-change with them: a new rule that explains resets adds its helper here.
+Which resets the other rules explain is what they declare (``Rule.explains``);
+:func:`catch_all` is given that union, so a new rule needs no change here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..._snapshot import FaultKind, ResetContextSnapshot
-from .._common import format_seconds, libraries, peer_key, peer_label
 from .._finding import Finding, Severity
-from ._alpn import alpn_inferred_indices
-from ._connect import reset_on_connect_indices
-from ._keepalive import stale_analysis
-from ._lifetime import lifetime_clusters
-from ._shared import PeerStatsMap, counted, for_libraries, of_kind, peer_finding, per_peer
+from ._helpers import (
+    Evidence,
+    Rule,
+    advice_lines,
+    counted,
+    format_seconds,
+    libraries,
+    peer_finding,
+    peer_key,
+    peer_label,
+    per_peer,
+)
 
-__all__ = ["unexplained_resets"]
-
-
-def _explained_indices(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> set[int]:
-    """The snapshots some other rule claims."""
-    explained: set[int] = set()
-    for analysis in stale_analysis(snapshots, peer_stats).values():
-        explained |= analysis.explained
-    for cluster in lifetime_clusters(snapshots, peer_stats).values():
-        explained |= cluster.indices
-    explained |= alpn_inferred_indices(snapshots)
-    explained |= reset_on_connect_indices(snapshots)
-    return explained
+__all__ = ["catch_all"]
 
 
 def _how(snaps: Sequence[ResetContextSnapshot], mid_response: int, reused: int) -> str:
@@ -53,52 +45,59 @@ def _how(snaps: Sequence[ResetContextSnapshot], mid_response: int, reused: int) 
     return ", ".join(parts)
 
 
-def unexplained_resets(
-    snapshots: Sequence[ResetContextSnapshot], peer_stats: PeerStatsMap
-) -> list[Finding]:
-    """Resets no other rule explains, so that no fault is silently dropped.
+def catch_all(explained: Callable[[Evidence], frozenset[int]]) -> Rule:
+    """The ``unexplained_resets`` rule, given what every other rule explains."""
 
-    An ``info`` when the same peer's resets are mostly explained otherwise
-    (the outliers of an idle-timeout estimate, say); a ``warning`` when they
-    are the main story.
-    """
-    explained = _explained_indices(snapshots, peer_stats)
-    resets = of_kind(snapshots, FaultKind.CONNECTION_RESET)
-    findings = []
-    for key, snaps in per_peer(snapshots, [i for i in resets if i not in explained]):
-        explained_here = sum(1 for i in resets if i in explained and peer_key(snapshots[i]) == key)
-        mid_response = sum(1 for s in snaps if s.phase == "response")
-        reused = sum(1 for s in snaps if s.connection_reused and s.phase != "response")
-        summary = (
-            f"{counted(len(snaps), 'connection reset')} from {peer_label(key)} that neither an "
-            "idle timeout, a connection age limit nor the handshake explains "
-            f"({_how(snaps, mid_response, reused)}): the peer failed, restarted or shed load "
-            "while serving them."
-        )
-        fix = for_libraries(
-            libraries(snaps),
-            {
-                "httpx": "httpx never retries: retry idempotent requests on "
-                "httpx.RemoteProtocolError / httpx.ReadError with backoff.",
-                "aiohttp": "aiohttp retries idempotent requests on reused connections once; "
-                "retry the rest with backoff.",
-                "*": "Look at the peer's logs at these times (the trace ids lead to the "
-                "requests).",
-            },
-        )
-        findings.append(
-            peer_finding(
-                "unexplained_resets",
-                Severity.INFO if explained_here >= len(snaps) else Severity.WARNING,
-                key,
-                snaps,
-                summary=summary,
-                fix=fix,
-                evidence={
-                    "mid_response": mid_response,
-                    "on_reused": reused,
-                    "explained_otherwise": explained_here,
-                },
+    def unexplained_resets(evidence: Evidence) -> list[Finding]:
+        """Resets no other rule explains, so that no fault is silently dropped.
+
+        An ``info`` when the same peer's resets are mostly explained otherwise
+        (the outliers of an idle-timeout estimate, say); a ``warning`` when they
+        are the main story.
+        """
+        claimed = evidence.once(explained)
+        resets = evidence.of_kind(FaultKind.CONNECTION_RESET)
+        explained_by_peer: dict[tuple[str, int], int] = {}
+        left = []
+        for index in resets:
+            if index in claimed:
+                key = peer_key(evidence.snapshots[index])
+                explained_by_peer[key] = explained_by_peer.get(key, 0) + 1
+            else:
+                left.append(index)
+        findings = []
+        for key, snaps in per_peer(evidence, left):
+            explained_here = explained_by_peer.get(key, 0)
+            mid_response = sum(1 for s in snaps if s.phase == "response")
+            reused = sum(1 for s in snaps if s.connection_reused and s.phase != "response")
+            summary = (
+                f"{counted(len(snaps), 'connection reset')} from {peer_label(key)} that neither "
+                "an idle timeout, a request or age limit nor the handshake explains "
+                f"({_how(snaps, mid_response, reused)}): the peer failed, restarted or shed load "
+                "while serving them."
             )
-        )
-    return findings
+            fix = advice_lines(
+                libraries(snaps),
+                lambda advice: advice.retry_reset,
+                generic="Retry idempotent requests with backoff.",
+                then="Look at the peer's logs at these times (the trace ids lead to the "
+                "requests).",
+            )
+            findings.append(
+                peer_finding(
+                    "unexplained_resets",
+                    Severity.INFO if explained_here >= len(snaps) else Severity.WARNING,
+                    key,
+                    snaps,
+                    summary=summary,
+                    fix=fix,
+                    evidence={
+                        "mid_response": mid_response,
+                        "on_reused": reused,
+                        "explained_otherwise": explained_here,
+                    },
+                )
+            )
+        return findings
+
+    return Rule("unexplained_resets", unexplained_resets)
