@@ -138,7 +138,7 @@ class Metrics:
         self._asyncio_duration = meter.create_histogram(
             ASYNCIO_CONNECTION_DURATION,
             unit="s",
-            description="Lifetime of plain asyncio client connections (Redis, databases, websockets).",
+            description="Lifetime of plain asyncio connections (Redis, databases, websockets).",
             explicit_bucket_boundaries_advisory=list(CONNECTION_BUCKETS_S),
         )
         self._dns = meter.create_histogram(
