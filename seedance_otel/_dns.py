@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 
-from ._guard import report_internal_error
+from ._guard import Guard
 from ._names import exception_type_name
 
 __all__ = [
@@ -76,10 +76,8 @@ class DnsProbe:
         if not record:
             return
         for listener in lookup_listeners:
-            try:
+            with Guard("dns lookup listener"):
                 listener(self)
-            except Exception:
-                report_internal_error("dns lookup listener")
 
 
 # getaddrinfo's codes -> the values the semantic conventions give for

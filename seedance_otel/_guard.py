@@ -1,9 +1,9 @@
 """What happens when our own code fails: it is logged, rate-limited, and never raised.
 
 Hooks run inside the user's request. A bug in our bookkeeping must not turn a
-working request into a failing one, so every hook body is wrapped in
-``try: ... except Exception: report_internal_error(...)`` and the user's call
-stays outside that block. ``SEEDANCE_OTEL_STRICT=1`` (our test suite) re-raises
+working request into a failing one, so every hook body runs inside
+``with Guard("where"):`` (as sentry's ``capture_internal_exceptions``) and the
+user's call stays outside that block. ``SEEDANCE_OTEL_STRICT=1`` (our test suite) re-raises
 instead, so a hidden failure cannot pass the tests.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from types import TracebackType
 
-__all__ = ["internal_error_count", "report_internal_error", "reset", "set_strict"]
+__all__ = ["Guard", "internal_error_count", "report_internal_error", "reset", "set_strict"]
 
 _logger = logging.getLogger("seedance_otel")
 
@@ -51,6 +52,10 @@ def report_internal_error(where: str) -> None:
     """
     if _strict:
         raise  # noqa: PLE0704 - called only from except blocks
+    _log(where)
+
+
+def _log(where: str, exc: BaseException | None = None) -> None:
     now = time.monotonic()
     with _lock:
         _counts[where] = _counts.get(where, 0) + 1
@@ -59,10 +64,11 @@ def report_internal_error(where: str) -> None:
         if should_log:
             _last_logged[where] = now
     if should_log:
-        _logger.exception(
+        _logger.error(
             "seedance_otel: internal error in %s (the application is unaffected; "
             "further errors here are logged at most once a minute)",
             where,
+            exc_info=exc if exc is not None else True,
         )
 
 
@@ -70,3 +76,32 @@ def internal_error_count() -> int:
     """Internal errors seen so far (exposed through ``stats()``)."""
     with _lock:
         return sum(_counts.values())
+
+
+class Guard:
+    """``with Guard("aiohttp release"): ...``: our code inside never reaches the application.
+
+    An ``Exception`` raised inside is logged (rate-limited) and counted, and
+    execution goes on after the block; ``BaseException`` (cancellation, exit)
+    passes through untouched. Strict mode re-raises. Holds no state but its
+    name, so a hot path can keep one instance and reuse it.
+    """
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc_type is None or not issubclass(exc_type, Exception) or _strict:
+            return False
+        _log(self.where, exc)
+        return True

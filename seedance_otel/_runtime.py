@@ -140,7 +140,7 @@ class Runtime:
         for listener in self.listeners:
             try:
                 listener(snapshot)
-            except Exception:
+            except Exception:  # named only when one fails: publish is the fault path
                 report_internal_error(f"listener {getattr(listener, '__qualname__', listener)}")
 
     def stats(self) -> dict[str, int]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from .._guard import report_internal_error
+from .._guard import Guard, report_internal_error
 from .._ring import RingBuffer
 from .._snapshot import ResetContextSnapshot
 from .sinks import ExportOutcome, Sink
@@ -160,10 +160,8 @@ class Shipper:
         self._stopped = True
         self._stopping.set()
         self._wake.set()
-        try:
+        with Guard("exporter shutdown"):
             self._sink.shutdown()  # interrupts a retry backoff in progress
-        except Exception:
-            report_internal_error("exporter shutdown")
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(_JOIN_TIMEOUT_S)
         self._ring.drop_unread(AFTER_SHUTDOWN)

@@ -49,7 +49,7 @@ from .._capture import FaultContext, capture
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, socket_facts
 from .._frames import find_local, raised_through
-from .._guard import report_internal_error
+from .._guard import Guard
 from .._library import ContribInstrumentor, ExceptionNames, Library, LibraryAdvice
 from .._snapshot import Phase
 from . import connect_attempts
@@ -88,16 +88,19 @@ def _end(protocol: Any, should_close: bool) -> None:
             history.end_request_ok(_monotonic())
 
 
+# Per request: one guard each, made once.
+_GUARD_BEGIN = Guard("aiohttp Connection")
+_GUARD_END = Guard("aiohttp release")
+
+
 def _make_connection_init(original: Any) -> Any:
     if signature_is(original, ("self", "connector", "key", "protocol", "loop")):
 
         def __init__(self: Any, connector: Any, key: Any, protocol: Any, loop: Any) -> None:
             original(self, connector, key, protocol, loop)
             if _patches.enabled:
-                try:
+                with _GUARD_BEGIN:
                     _begin(protocol, key)
-                except Exception:
-                    report_internal_error("aiohttp Connection")
 
         return __init__
 
@@ -106,10 +109,8 @@ def _make_connection_init(original: Any) -> Any:
     ) -> None:
         original(self, connector, key, protocol, *args, **kw)
         if _patches.enabled:
-            try:
+            with _GUARD_BEGIN:
                 _begin(protocol, key)
-            except Exception:
-                report_internal_error("aiohttp Connection")
 
     return generic_init
 
@@ -119,10 +120,8 @@ def _make_release(original: Any) -> Any:
 
         def _release(self: Any, key: Any, protocol: Any, *, should_close: bool = False) -> Any:
             if _patches.enabled:
-                try:
+                with _GUARD_END:
                     _end(protocol, should_close)
-                except Exception:
-                    report_internal_error("aiohttp release")
             if should_close:
                 return original(self, key, protocol, should_close=True)
             return original(self, key, protocol)
@@ -131,10 +130,8 @@ def _make_release(original: Any) -> Any:
 
     def generic_release(self: Any, key: Any, protocol: Any, *args: Any, **kw: Any) -> Any:
         if _patches.enabled:
-            try:
+            with _GUARD_END:
                 _end(protocol, bool(kw.get("should_close")))
-            except Exception:
-                report_internal_error("aiohttp release")
         return original(self, key, protocol, *args, **kw)
 
     return generic_release
@@ -293,12 +290,10 @@ async def _create_connection(
         # records; only the total timeout is recognised here.
         timed_out = _task_timed_out(exc)
         if not isinstance(exc, asyncio.CancelledError) or timed_out:
-            try:
+            with Guard("aiohttp create connection"):
                 _record_connect_fault(
                     connector, args[0] if args else kwargs.get("req"), exc, started_at, timed_out
                 )
-            except Exception:
-                report_internal_error("aiohttp create connection")
         raise
     finally:
         connect_attempts.end(attempts)
@@ -321,14 +316,12 @@ class _ObservedTimeout:
         try:
             return await self._inner.__aexit__(*exc_info)
         except asyncio.TimeoutError as exc:
-            try:
+            with Guard("aiohttp connect timeout"):
                 req = find_local(lambda n, v: n == "req" and hasattr(v, "is_ssl"), skip=1)
                 connector = find_local(
                     lambda n, v: n == "self" and hasattr(v, "_get_ssl_context"), skip=1
                 )
                 _record_connect_fault(connector, req, exc, self._started_at, False)
-            except Exception:
-                report_internal_error("aiohttp connect timeout")
             raise
 
 
@@ -351,11 +344,9 @@ async def _wait_for_available_connection(
         return await wrapped(*args, **kwargs)
     except asyncio.CancelledError as exc:
         if _task_timed_out(exc):  # the total timeout, while queued for a connection
-            try:
+            with Guard("aiohttp pool wait"):
                 req = find_local(lambda n, v: n == "req" and hasattr(v, "is_ssl"), skip=1)
                 _record_connect_fault(None, req, exc, None, True)
-            except Exception:
-                report_internal_error("aiohttp pool wait")
         raise
 
 
@@ -366,7 +357,7 @@ def _connection_lost(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     if _patches.enabled:
-        try:
+        with Guard("aiohttp connection_lost"):
             history = getattr(instance, _HISTORY, None)
             if history is not None:
                 # aiohttp sets ``transport`` to None before closing a connection
@@ -382,8 +373,6 @@ def _connection_lost(
                         )
                     )
                 _runtime.connection_closed(history)
-        except Exception:
-            report_internal_error("aiohttp connection_lost")
     return wrapped(*args, **kwargs)
 
 
@@ -394,25 +383,19 @@ async def _resolve_host(
     wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     probe = None
-    try:
+    with Guard("aiohttp resolve (start)"):
         host = args[0] if args else kwargs.get("host")
         probe = _dns.start_lookup(str(host))
-    except Exception:
-        report_internal_error("aiohttp resolve (start)")
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
         if probe is not None and not isinstance(exc, asyncio.CancelledError):
-            try:
+            with Guard("aiohttp resolve (failure)"):
                 probe.finish(exc)
-            except Exception:
-                report_internal_error("aiohttp resolve (failure)")
         raise
     if probe is not None:
-        try:
+        with Guard("aiohttp resolve"):
             probe.finish()
-        except Exception:
-            report_internal_error("aiohttp resolve")
     return result
 
 
@@ -425,11 +408,9 @@ def _make_timer_timeout(original: Any) -> Any:
     # a bound wrapper each time.
     def timeout(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _patches.enabled:
-            try:
+            with Guard("aiohttp TimerContext.timeout"):
                 for task in getattr(self, "_tasks", ()):
                     _timed_out_tasks.add(task)
-            except Exception:
-                report_internal_error("aiohttp TimerContext.timeout")
         return original(self, *args, **kwargs)
 
     return timeout
@@ -483,10 +464,8 @@ def install(module: Any = None) -> None:
     # The sockets aiohappyeyeballs tries, for connect and TLS faults.
     connect_attempts.install()
     _patches.enabled = True
-    try:
+    with Guard("aiohttp default SSL contexts"):
         _mark_default_contexts(connector)
-    except Exception:
-        report_internal_error("aiohttp default SSL contexts")
 
 
 def uninstall() -> None:

@@ -22,7 +22,7 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from .._connection import ConnectionFields, SocketFacts, socket_facts
-from .._guard import report_internal_error
+from .._guard import Guard, report_internal_error
 from ._patching import PatchSet
 
 __all__ = ["begin", "current", "end", "fields_of", "install", "uninstall"]
@@ -85,10 +85,8 @@ async def _connect_and_note(
     try:
         return await wrapped(*args, **kwargs)
     finally:
-        try:
+        with Guard("sock_connect (note)"):
             _note(facts, sock, address)
-        except Exception:
-            report_internal_error("sock_connect (note)")
 
 
 def _sock_connect(

@@ -22,7 +22,7 @@ from .. import _dns, _layers, _runtime
 from .._capture import FaultContext, capture
 from .._classify import HookFacts
 from .._dns import DnsFields
-from .._guard import report_internal_error
+from .._guard import Guard
 from .._snapshot import Phase
 from . import asyncio_sockets
 from ._patching import PatchSet
@@ -45,28 +45,22 @@ async def _loop_getaddrinfo(
 ) -> Any:
     probe = None
     owner = _layers.current()
-    try:
+    with Guard("loop.getaddrinfo (start)"):
         host, port = _host_port(args, kwargs)
         probe = _dns.start_lookup(host)
-    except Exception:
-        report_internal_error("loop.getaddrinfo (start)")
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
         if probe is not None and not isinstance(exc, asyncio.CancelledError):
-            try:
+            with Guard("loop.getaddrinfo (failure)"):
                 # A library that times its own lookups already did.
                 probe.finish(exc, record=owner is None or not owner.times_own_lookups)
                 if owner is None and isinstance(exc, socket.gaierror):
                     _record_plain_asyncio_failure(exc, probe, port)
-            except Exception:
-                report_internal_error("loop.getaddrinfo (failure)")
         raise
     if probe is not None:
-        try:
+        with Guard("loop.getaddrinfo"):
             probe.finish(record=owner is None or not owner.times_own_lookups)
-        except Exception:
-            report_internal_error("loop.getaddrinfo")
     return result
 
 
@@ -96,25 +90,19 @@ def _socket_getaddrinfo(
         # loop hook above): nothing to add.
         return wrapped(*args, **kwargs)
     probe = None
-    try:
+    with Guard("socket.getaddrinfo (start)"):
         host, _port = _host_port(args, kwargs)
         probe = _dns.start_lookup(host)
-    except Exception:
-        report_internal_error("socket.getaddrinfo (start)")
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as exc:
         if probe is not None:
-            try:
+            with Guard("socket.getaddrinfo (failure)"):
                 probe.finish(exc)
-            except Exception:
-                report_internal_error("socket.getaddrinfo (failure)")
         raise
     if probe is not None:
-        try:
+        with Guard("socket.getaddrinfo"):
             probe.finish()
-        except Exception:
-            report_internal_error("socket.getaddrinfo")
     return result
 
 

@@ -15,7 +15,7 @@ import contextlib
 import ssl
 from typing import Any
 
-from .._guard import report_internal_error
+from .._guard import Guard
 from ._patching import PatchSet
 
 __all__ = ["alpn_offered_by", "install", "uninstall"]
@@ -42,11 +42,9 @@ def _set_alpn_protocols(
 ) -> Any:
     result = wrapped(*args, **kwargs)
     if _patches.enabled:
-        try:
+        with Guard("ssl.SSLContext.set_alpn_protocols"):
             protocols = args[0] if args else kwargs.get("alpn_protocols", ())
             mark_offered(instance, tuple(str(p) for p in protocols))
-        except Exception:
-            report_internal_error("ssl.SSLContext.set_alpn_protocols")
     return result
 
 
@@ -55,10 +53,8 @@ def _new_context(
 ) -> Any:
     context = wrapped(*args, **kwargs)
     if _patches.enabled:
-        try:
+        with Guard("ssl.SSLContext.__new__"):
             mark_offered(context, ())
-        except Exception:
-            report_internal_error("ssl.SSLContext.__new__")
     return context
 
 
