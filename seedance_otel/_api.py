@@ -24,13 +24,7 @@ from ._config import SETTINGS, load_settings
 from ._guard import report_internal_error, reset, set_strict
 from ._runtime import Runtime
 from ._snapshot import ResetContextSnapshot
-from .instrumentation import (
-    aiohttp_client,
-    asyncio_sockets,
-    httpx_client,
-    name_resolution,
-    ssl_alpn,
-)
+from .instrumentation import asyncio_sockets, name_resolution, registry, ssl_alpn
 
 __all__ = ["flush", "instrument", "peer_stats", "snapshots", "stats", "uninstrument"]
 
@@ -39,10 +33,12 @@ _lock = threading.RLock()
 _last_runtime: Runtime | None = None
 _import_hooks_registered = False
 
-# (import name, install, uninstall) of every library instrumentation.
-_LIBRARIES: tuple[tuple[str, Callable[..., None], Callable[[], None]], ...] = (
-    ("aiohttp", aiohttp_client.install, aiohttp_client.uninstall),
-    ("httpcore", httpx_client.install, httpx_client.uninstall),
+# (import name, install, uninstall) of every library instrumentation, from the
+# registry: a library with import names is installed when one is imported.
+_LIBRARIES: tuple[tuple[str, Callable[..., None], Callable[[], None]], ...] = tuple(
+    (module, library.install, library.uninstall)
+    for library in registry.LIBRARIES
+    for module in library.modules
 )
 
 

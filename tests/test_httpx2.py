@@ -1,0 +1,224 @@
+"""httpx2 (httpcore2) is recorded exactly as httpx is: the same hooks, its own library.
+
+The OpenAI, Anthropic and Google GenAI SDKs make their requests with httpx2;
+these tests drive httpx2 directly against the same fault servers as the httpx
+tests, and check the facts the hooks add (reuse, idle, age, requests,
+addresses, cookie, ALPN, TLS, pool, idle close, trace) and that httpx and
+httpx2 in one process each record their own faults, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpcore2
+import httpx
+import httpx2
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+import seedance_otel
+from seedance_otel import FaultKind
+
+from clients import HTTPX2_CLIENTS, library_of, run_steps
+from faultservers import Action, HttpFaultServer, SilentServer, closed_port
+
+IDLE_S = 0.6
+MIDDLEBOX_S = 0.3
+TOLERANCE_S = 0.25
+
+
+def snaps_of(library: str) -> list[seedance_otel.ResetContextSnapshot]:
+    return [s for s in seedance_otel.snapshots() if s.library == library]
+
+
+@pytest.mark.parametrize("client", HTTPX2_CLIENTS)
+@pytest.mark.parametrize("family", ["127.0.0.1", "::1"])
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_middlebox_forgets_idle_connection(
+    instrumented, client, family, tls, server_ssl_context, client_ssl_context
+):
+    with HttpFaultServer(
+        host=family,
+        middlebox_idle_s=MIDDLEBOX_S,
+        ssl_context=server_ssl_context if tls else None,
+    ) as server:
+        results = run_steps(
+            client,
+            [
+                ("GET", server.url("/first")),
+                ("sleep", IDLE_S),
+                ("POST", server.url("/second?token=s3cret")),
+            ],
+            ssl_context=client_ssl_context if tls else None,
+        )
+        client_ports = list(server.client_ports)
+    assert results[0] == 200 and isinstance(results[1], httpx2.HTTPError), results
+    [snap] = snaps_of("httpx2")
+    assert snap.kind is FaultKind.CONNECTION_RESET and snap.phase == "request"
+    assert snap.connection_reused is True and snap.connection_requests == 1
+    assert snap.connection_idle_s is not None
+    assert IDLE_S - 0.05 <= snap.connection_idle_s <= IDLE_S + TOLERANCE_S
+    assert snap.connection_age_s is not None and snap.connection_age_s >= snap.connection_idle_s
+    assert (snap.peer_address, snap.peer_port) == (family, server.port)
+    assert (snap.server_address, snap.server_port) == (family, server.port)
+    assert snap.local_port == client_ports[0]
+    assert snap.socket_cookie is not None
+    assert snap.http_method == "POST" and snap.url is not None
+    assert snap.url.endswith("/second?token=REDACTED")
+    assert snap.error_type.startswith("httpcore2.")
+    if tls:
+        assert snap.tls_version in ("TLSv1.2", "TLSv1.3")
+        assert snap.alpn_offered == ("http/1.1",) and snap.alpn_negotiated is None
+    else:
+        assert snap.tls_version is None and snap.alpn_offered is None
+    assert not snaps_of("asyncio"), "the asyncio hook must leave httpx2's connections alone"
+    assert not snaps_of("httpx")
+
+
+@pytest.mark.parametrize("client", HTTPX2_CLIENTS)
+def test_rst_mid_body_is_response_phase(instrumented, client):
+    with HttpFaultServer(lambda info: Action.RST_MID_BODY) as server:
+        [result] = run_steps(client, [("POST", server.url("/body"))])
+    assert isinstance(result, httpx2.HTTPError)
+    [snap] = snaps_of("httpx2")
+    assert (snap.kind, snap.phase) == (FaultKind.CONNECTION_RESET, "response")
+    assert snap.connection_reused is False and snap.connection_idle_s is None
+
+
+@pytest.mark.parametrize("client", HTTPX2_CLIENTS)
+def test_connect_refused(instrumented, client):
+    port = closed_port()
+    [result] = run_steps(client, [("GET", f"http://127.0.0.1:{port}/")])
+    assert isinstance(result, httpx2.ConnectError)
+    [snap] = snaps_of("httpx2")
+    assert (snap.kind, snap.phase, snap.errno) == (FaultKind.CONNECT_REFUSED, "connect", 111)
+    assert snap.server_port == port
+    assert not snaps_of("asyncio")
+
+
+@pytest.mark.parametrize("client", HTTPX2_CLIENTS)
+def test_untrusted_certificate_is_a_tls_error(instrumented, server_ssl_context, client):
+    import ssl
+
+    untrusting = ssl.create_default_context()  # trusts no test CA
+    with HttpFaultServer(ssl_context=server_ssl_context) as server:
+        [result] = run_steps(client, [("GET", server.url("/"))], ssl_context=untrusting)
+    assert isinstance(result, httpx2.ConnectError)
+    [snap] = snaps_of("httpx2")
+    assert (snap.kind, snap.phase) == (FaultKind.TLS_ERROR, "tls")
+    assert snap.alpn_offered == ("http/1.1",)
+    assert snap.peer_port == server.port  # read from the TCP stream before TLS failed
+
+
+def test_pool_timeout(instrumented):
+    async def main(url: str) -> BaseException | None:
+        limits = httpx2.Limits(max_connections=1)
+        timeout = httpx2.Timeout(5, pool=0.5)
+        async with httpx2.AsyncClient(limits=limits, timeout=timeout) as client:
+            holder = asyncio.ensure_future(client.get(url))
+            await asyncio.sleep(0.2)
+            try:
+                await client.get(url)
+            except Exception as exc:
+                return exc
+            finally:
+                holder.cancel()
+                await asyncio.gather(holder, return_exceptions=True)
+        return None
+
+    with SilentServer() as server:
+        exc = asyncio.run(main(server.url("/held")))
+    assert isinstance(exc, httpx2.PoolTimeout)
+    [snap] = [s for s in snaps_of("httpx2") if s.kind is FaultKind.POOL_TIMEOUT]
+    assert snap.phase == "pool" and snap.url and snap.url.endswith("/held")
+
+
+@pytest.mark.parametrize("client", HTTPX2_CLIENTS)
+def test_idle_close_found_at_checkout(instrumented, client):
+    """The server closes an idle keep-alive connection: an upper bound, as for httpx."""
+    with HttpFaultServer(idle_close_s=0.2) as server:
+        results = run_steps(
+            client,
+            [("GET", server.url("/a")), ("sleep", IDLE_S), ("GET", server.url("/b"))],
+        )
+    assert results == [200, 200]
+    [snap] = snaps_of("httpx2")
+    assert snap.kind is FaultKind.PEER_CLOSED_IDLE and snap.phase == "idle"
+    assert snap.connection_idle_s is not None and snap.connection_idle_s >= IDLE_S - 0.05
+    assert snap.trace_id is None  # nobody's request: an idle connection
+
+
+def test_trace_ids_are_the_requests_span(instrumented):
+    tracer = TracerProvider().get_tracer("test")
+    with HttpFaultServer(middlebox_idle_s=MIDDLEBOX_S) as server:
+
+        async def main() -> tuple[str, str]:
+            async with httpx2.AsyncClient() as client:
+                with tracer.start_as_current_span("first"):
+                    await client.get(server.url("/a"))
+                await asyncio.sleep(IDLE_S)
+                with tracer.start_as_current_span("second") as span:
+                    with pytest.raises(httpx2.HTTPError):
+                        await client.post(server.url("/b"))
+                    context = span.get_span_context()
+            return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+        trace_id, span_id = asyncio.run(main())
+    [snap] = snaps_of("httpx2")
+    assert (snap.trace_id, snap.span_id) == (trace_id, span_id)
+
+
+def test_httpx_and_httpx2_at_once(instrumented):
+    """Both packages hooked in one process: each fault once, under its own library."""
+    with HttpFaultServer(middlebox_idle_s=MIDDLEBOX_S) as server:
+
+        async def main() -> list[object]:
+            async with httpx.AsyncClient() as one, httpx2.AsyncClient() as two:
+                await asyncio.gather(one.get(server.url("/1")), two.get(server.url("/2")))
+                await asyncio.sleep(IDLE_S)
+                return await asyncio.gather(
+                    one.post(server.url("/1")), two.post(server.url("/2")), return_exceptions=True
+                )
+
+        results = asyncio.run(main())
+    assert all(isinstance(r, Exception) for r in results), results
+    [old] = snaps_of("httpx")
+    [new] = snaps_of("httpx2")
+    assert old.error_type.startswith("httpcore.") and new.error_type.startswith("httpcore2.")
+    assert old.local_port != new.local_port
+    assert old.connection_reused is new.connection_reused is True
+    assert len(seedance_otel.snapshots()) == 2  # no asyncio-level duplicate
+
+
+def test_uninstrument_restores_httpcore2():
+    originals = {
+        cls: dict(vars(cls))
+        for cls in (
+            httpcore2.AsyncHTTP11Connection,
+            httpcore2.HTTP11Connection,
+            httpcore2.AsyncHTTPConnection,
+        )
+    }
+    seedance_otel.uninstrument()
+    seedance_otel.instrument(exporter="none", strict=True)
+    assert (
+        httpcore2.AsyncHTTP11Connection.handle_async_request
+        is not originals[httpcore2.AsyncHTTP11Connection]["handle_async_request"]
+    )
+    seedance_otel.uninstrument()
+    for cls, before in originals.items():
+        assert dict(vars(cls)) == before
+
+
+def test_sync_client_socket_is_our_peer(instrumented):
+    """The sync backend's socket: addresses and the SO_COOKIE come from it."""
+    with HttpFaultServer(middlebox_idle_s=MIDDLEBOX_S) as server:
+        run_steps(
+            "httpx2-sync",
+            [("GET", server.url("/a")), ("sleep", IDLE_S), ("GET", server.url("/b"))],
+        )
+        ports = list(server.client_ports)
+    [snap] = snaps_of(library_of("httpx2-sync"))
+    assert snap.local_port == ports[0]
+    assert isinstance(snap.socket_cookie, int) and snap.socket_cookie > 0
