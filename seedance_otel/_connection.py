@@ -96,6 +96,7 @@ class PeerStats:
         "idle_close_count",
         "idle_close_max_s",
         "idle_close_min_s",
+        "retried_after_reset_count",
         "reuse_ok_count",
         "reuse_ok_max_idle_s",
         "reuse_ok_recent",
@@ -110,6 +111,10 @@ class PeerStats:
         self.idle_close_count = 0
         self.idle_close_min_s: float | None = None
         self.idle_close_max_s: float | None = None
+        self.retried_after_reset_count = 0
+        """Requests that met a reset on a reused connection and were sent again,
+        in the same span, on a new connection: retried by the client (an SDK),
+        so the caller saw a delay, not the error."""
 
     def record_idle_close(self, idle_s: float) -> None:
         """The peer closed a connection that had been idle for ``idle_s``."""
@@ -137,6 +142,7 @@ class PeerStats:
             "idle_close_count": self.idle_close_count,
             "idle_close_min_s": self.idle_close_min_s,
             "idle_close_max_s": self.idle_close_max_s,
+            "retried_after_reset_count": self.retried_after_reset_count,
         }
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import opentelemetry.instrumentation.dependencies as dependencies
 import pytest
-from test_zero_code import BIN, run
 
 from seedance_otel.instrumentation.registry import requirements
 from seedance_otel.instrumentor import SeedanceInstrumentor
 from seedance_otel.receiver import Receiver
 
 from faultservers import Action, HttpFaultServer
+from test_zero_code import BIN, run
 
 APP = """
 import httpx2

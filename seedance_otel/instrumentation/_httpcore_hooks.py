@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
@@ -50,11 +51,12 @@ from typing import Any
 from .. import _dns, _layers, _runtime
 from .._capture import FaultContext, capture
 from .._classify import HookFacts
-from .._connection import ConnectionHistory, SocketFacts, socket_facts
+from .._connection import ConnectionHistory, PeerStats, SocketFacts, socket_facts
 from .._frames import raised_through
 from .._guard import report_internal_error
 from .._library import Library
 from .._snapshot import Phase
+from .._trace_context import current_trace_ids
 from ._patching import PatchSet, signature_is
 from .ssl_alpn import alpn_offered_by
 
@@ -65,6 +67,10 @@ _HISTORY = "_seedance_history"
 default of ``None``; see ``_patching``). httpcore and httpcore2 classes are
 distinct, so both carry it without meeting."""
 _monotonic = time.monotonic
+
+_FAILED_SPANS_KEPT = 256
+"""Spans whose request met a reset on a reused connection, kept to see whether
+the same span sends again on a new connection (a retry). Bounded: oldest out."""
 
 
 # -- per new connection: _connect ---------------------------------------------
@@ -227,6 +233,8 @@ class HttpcoreHooks:
         self.package = package
         self.patches = PatchSet(package)
         self._library: Library | None = None
+        self._failed_spans: dict[tuple[str, str], PeerStats] = {}
+        self._failed_lock = threading.Lock()
 
     def library(self, **fields: Any) -> Library:
         """This package's :class:`Library`: ``fields`` plus the hooks' own parts."""
@@ -300,8 +308,40 @@ class HttpcoreHooks:
                 history.set_tls(ssl_object, alpn_offered_by(context))
             setattr(stream, _HISTORY, history)
             _runtime.connection_opened(history)
+            if self._failed_spans:
+                self._note_retry(history.peer)
         except Exception:
             report_internal_error(f"{self.package} connect")
+
+    # -- a request sent again after a reset (the SDKs retry by themselves) --------
+
+    def _remember_failed_span(
+        self, trace_ids: tuple[str | None, str | None], peer: PeerStats
+    ) -> None:
+        trace_id, span_id = trace_ids
+        if trace_id is None or span_id is None:
+            return
+        with self._failed_lock:
+            spans = self._failed_spans
+            spans.pop((trace_id, span_id), None)
+            if len(spans) >= _FAILED_SPANS_KEPT:
+                del spans[next(iter(spans))]
+            spans[(trace_id, span_id)] = peer
+
+    def _note_retry(self, peer: PeerStats) -> None:
+        """A new connection opens in a span whose request just met a stale reset.
+
+        That is the request being sent again (by the SDK's retry loop, say): the
+        reset cost the caller a delay, not an error. Runs once per new
+        connection, and only while a failed span is remembered.
+        """
+        trace_id, span_id = current_trace_ids()
+        if trace_id is None or span_id is None:
+            return
+        with self._failed_lock:
+            failed_peer = self._failed_spans.pop((trace_id, span_id), None)
+        if failed_peer is peer:
+            peer.retried_after_reset_count += 1
 
     def _after_connect_failed(
         self,
@@ -415,7 +455,7 @@ class HttpcoreHooks:
         if _runtime.RUNTIME is None:
             return
         phase = Phase.RESPONSE.value if _raised_in_body(exc.__traceback__) else Phase.REQUEST.value
-        capture(
+        snapshot = capture(
             FaultContext(
                 library=self.owner,
                 exc=exc,
@@ -427,6 +467,8 @@ class HttpcoreHooks:
                 history=history,
             )
         )
+        if snapshot is not None and history.reused_for_request:
+            self._remember_failed_span((snapshot.trace_id, snapshot.span_id), history.peer)
 
     # -- per closed connection: did the peer close it while idle? ---------------
 

@@ -27,15 +27,13 @@ _SDK_LIMITS = "max_connections=1000, max_keepalive_connections=100"
 
 
 def _sdk_clients(limits: str) -> str:
-    """How to give each SDK an httpx2 client with these ``httpx2.Limits``."""
+    """How to give each SDK an httpx2 client with ``limits=httpx2.Limits(<limits>)``."""
     return (
-        f"openai.AsyncOpenAI(http_client=openai.DefaultAsyncHttpxClient("
-        f"limits=httpx2.Limits({limits}))); "
-        f"anthropic.AsyncAnthropic(http_client=anthropic.DefaultAsyncHttpxClient("
-        f"limits=httpx2.Limits({limits}))) (DefaultHttpxClient for the sync clients); "
-        f"google.genai.Client(http_options=types.HttpOptions(async_client_args="
-        f"{{'limits': httpx2.Limits({limits})}})); plain httpx2: "
-        f"httpx2.AsyncClient(limits=httpx2.Limits({limits}))"
+        "openai.AsyncOpenAI(http_client=openai.DefaultAsyncHttpxClient(limits=L)), "
+        "anthropic.AsyncAnthropic(http_client=anthropic.DefaultAsyncHttpxClient(limits=L)) "
+        "(DefaultHttpxClient for the sync clients), "
+        "google.genai.Client(http_options=types.HttpOptions(async_client_args={'limits': L})) "
+        f"or httpx2.AsyncClient(limits=L), with L = httpx2.Limits({limits})"
     )
 
 

@@ -23,7 +23,7 @@ from .._estimate import (
 )
 from .._finding import Finding, Severity
 from ._lifetime import lifetime_clusters
-from ._shared import PeerStatsMap, counted, for_libraries, peer_finding, pick
+from ._shared import PeerStatsMap, advice_texts, counted, for_libraries, peer_finding, pick
 
 __all__ = [
     "AIOHTTP_DEFAULT_KEEPALIVE_S",
@@ -128,11 +128,10 @@ def _near_default_note(libs: Sequence[str], est: IdleTimeoutEstimate, max_fail_s
     if reference is None:
         return ""
     for lib in libs:
-        default = _DEFAULT_KEEPALIVE_S.get(lib)
+        default, setting = _default_keepalive(lib)
         if default is None:
             continue
         if reference <= default <= reference * 1.25 and max_fail_s <= default * 1.02:
-            setting = "keepalive_expiry" if lib == "httpx" else "keepalive_timeout"
             return (
                 f" {lib}'s default {setting} ({_num(default)} s) is just above it, so only "
                 f"connections idle between {format_seconds(reference)} and "
@@ -141,9 +140,23 @@ def _near_default_note(libs: Sequence[str], est: IdleTimeoutEstimate, max_fail_s
     return ""
 
 
+def _default_keepalive(lib: str) -> tuple[float | None, str]:
+    """A library's default keep-alive and the setting's name (its ``Library`` says)."""
+    default = _DEFAULT_KEEPALIVE_S.get(lib)
+    if default is not None:
+        return default, "keepalive_expiry" if lib == "httpx" else "keepalive_timeout"
+    from ...instrumentation.registry import library_named
+
+    library = library_named(lib)
+    if library is None:
+        return None, ""
+    return library.default_keepalive_s, library.advice.keepalive_setting_name or "keep-alive"
+
+
 def _keepalive_fix(libs: Sequence[str], keepalive_s: float, est: IdleTimeoutEstimate) -> str:
     if keepalive_s <= 0:
-        texts = {
+        texts = advice_texts(libs, lambda advice: advice.disable_keepalive)
+        texts |= {
             "httpx": "httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) "
             "(or httpx.Client): the timeout is too short to keep connections alive.",
             "aiohttp": "aiohttp.TCPConnector(force_close=True): the timeout is too short to "
@@ -151,7 +164,10 @@ def _keepalive_fix(libs: Sequence[str], keepalive_s: float, est: IdleTimeoutEsti
         }
         return for_libraries(libs, texts)
     k = _num(keepalive_s)
-    texts = {
+    texts = advice_texts(
+        libs, lambda advice: advice.keepalive_setting and advice.keepalive_setting(k)
+    )
+    texts |= {
         "httpx": f"httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry={k})) (or "
         f"httpx.Client; default {_num(HTTPX_DEFAULT_KEEPALIVE_S)} s)",
         "aiohttp": f"aiohttp.TCPConnector(keepalive_timeout={k}) (default "
@@ -203,6 +219,15 @@ def stale_keepalive(
         )
         if retried:
             evidence["aiohttp_retried_silently"] = retried
+        resent = int(peer_stats.get(key, {}).get("retried_after_reset_count") or 0)
+        if resent and resets:
+            # Seen by the hooks: the same span sent the request again on a new
+            # connection (an SDK's retry loop); the callers saw a delay.
+            evidence["retried_by_client"] = resent
+            summary += (
+                f" The client sent {resent} of them again on a new connection (its own "
+                "retries), so callers saw a delay, not an error."
+            )
         if est.outlier_reset_idle_s:
             evidence["resets_not_explained_idle_s"] = [
                 round(v, 3) for v in est.outlier_reset_idle_s

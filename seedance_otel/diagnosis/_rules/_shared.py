@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ..._library import LibraryAdvice
 from ..._snapshot import FaultKind, ResetContextSnapshot
 from .._common import PeerKey, example_trace_ids, libraries, peer_key, peer_label
 from .._finding import Finding, Severity
@@ -18,6 +19,7 @@ from .._finding import Finding, Severity
 __all__ = [
     "PeerStatsMap",
     "Rule",
+    "advice_texts",
     "common_evidence",
     "counted",
     "for_libraries",
@@ -127,3 +129,18 @@ def for_libraries(libs: Sequence[str], texts: Mapping[str, str]) -> str:
     if "*" in texts:
         lines.append(texts["*"])
     return "\n".join(lines)
+
+
+def advice_texts(
+    libs: Sequence[str], pick: Callable[[LibraryAdvice], str | None]
+) -> dict[str, str]:
+    """The seen libraries' own words for a fix (their ``Library.advice``), by name."""
+    from ...instrumentation.registry import library_named
+
+    out: dict[str, str] = {}
+    for lib in libs:
+        library = library_named(lib)
+        text = pick(library.advice) if library is not None else None
+        if text:
+            out[lib] = text
+    return out
