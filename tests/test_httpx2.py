@@ -222,3 +222,66 @@ def test_sync_client_socket_is_our_peer(instrumented):
     [snap] = snaps_of(library_of("httpx2-sync"))
     assert snap.local_port == ports[0]
     assert isinstance(snap.socket_cookie, int) and snap.socket_cookie > 0
+
+
+def _retry_once_in(tracer, server, same_span: bool) -> dict:
+    """A stale reset, then the request again on a new connection (in the same span or not)."""
+
+    async def main() -> None:
+        async with httpx2.AsyncClient() as client:
+            await client.get(server.url("/a"))
+            await asyncio.sleep(IDLE_S)
+            with tracer.start_as_current_span("call"):
+                with pytest.raises(httpx2.HTTPError):
+                    await client.post(server.url("/b"))
+                if same_span:
+                    await client.post(server.url("/b"))
+            if not same_span:
+                with tracer.start_as_current_span("another call"):
+                    await client.post(server.url("/b"))
+
+    asyncio.run(main())
+    return seedance_otel.peer_stats()[("127.0.0.1", server.port)]
+
+
+@pytest.mark.parametrize("same_span", [True, False])
+def test_a_retry_in_the_same_span_is_counted(instrumented, same_span):
+    tracer = TracerProvider().get_tracer("test")
+    with HttpFaultServer(middlebox_idle_s=MIDDLEBOX_S) as server:
+        stats = _retry_once_in(tracer, server, same_span)
+    [snap] = snaps_of("httpx2")
+    assert snap.connection_reused is True
+    assert stats["retried_after_reset_count"] == (1 if same_span else 0)
+
+
+def test_diagnosis_speaks_httpx2():
+    """httpx2's own words: the SDK client's keepalive_expiry, its 5 s default."""
+    from seedance_otel.diagnosis import diagnose
+
+    from snapshot_factory import make_snapshot
+
+    snaps = [
+        make_snapshot(
+            library="httpx2",
+            error_type="httpcore2.ReadError",
+            connection_reused=True,
+            connection_idle_s=idle,
+            peer_reuse_ok_max_idle_s=4.3,
+            peer_reuse_ok_count=10,
+        )
+        for idle in (4.8, 4.85, 4.9)
+    ]
+    stats = {
+        ("api.test", 443): {
+            "reuse_ok_count": 10,
+            "reuse_ok_max_idle_s": 4.3,
+            "reuse_ok_recent_idle_s": [2.0, 4.3],
+            "retried_after_reset_count": 3,
+        }
+    }
+    [finding] = diagnose(snaps, peer_stats=stats)
+    assert finding.code == "stale_keepalive"
+    assert "httpx2's default keepalive_expiry (5 s) is just above it" in finding.summary
+    assert finding.fix.startswith("httpx2: openai.AsyncOpenAI(http_client=")
+    assert "keepalive_expiry=3.4" in finding.fix and "aiohttp" not in finding.fix
+    assert finding.evidence["retried_by_client"] == 3
