@@ -33,13 +33,13 @@ _OTEL_KWARGS = frozenset(
 
 
 class SeedanceInstrumentor(BaseInstrumentor):  # type: ignore[misc]
-    """Instrument aiohttp, httpx and asyncio connection faults."""
+    """Instrument aiohttp, httpx, httpx2 and asyncio connection faults."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
     def _check_dependency_conflicts(self) -> DependencyConflict | None:
-        # One of aiohttp / httpx is enough (contrib's httpx instrumentor does the same).
+        # One of aiohttp / httpx / httpx2 is enough (contrib's httpx instrumentor does the same).
         return get_dependency_conflicts(_instruments, _instruments_any)
 
     def _instrument(self, **kwargs: Any) -> None:
