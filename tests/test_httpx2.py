@@ -218,3 +218,27 @@ def test_diagnosis_speaks_httpx2():
     assert finding.fix.startswith("httpx2: openai.AsyncOpenAI(http_client=")
     assert "keepalive_expiry=3.4" in finding.fix and "aiohttp" not in finding.fix
     assert finding.evidence["retried_by_client"] == 3
+
+
+def test_stale_reuse_under_uvloop(instrumented):
+    """httpx2 on a uvloop loop: the same stale reuse, with its idle time and ports."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main(url: str) -> list[object]:
+        async with httpx2.AsyncClient() as client:
+            first = (await client.get(url + "/a")).status_code
+            await asyncio.sleep(IDLE_S)
+            try:
+                await client.post(url + "/b")
+            except httpx2.HTTPError as exc:
+                return [first, exc]
+            return [first, None]
+
+    with HttpFaultServer(middlebox_idle_s=MIDDLEBOX_S) as server:
+        results = uvloop.run(main(server.url("")))
+        ports = list(server.client_ports)
+    assert results[0] == 200 and isinstance(results[1], httpx2.HTTPError)
+    [snap] = seedance_otel.snapshots()
+    assert (snap.library, snap.kind) == ("httpx2", FaultKind.CONNECTION_RESET)
+    assert snap.connection_reused is True and snap.local_port == ports[0]
+    assert IDLE_S - 0.05 <= snap.connection_idle_s <= IDLE_S + TOLERANCE_S
