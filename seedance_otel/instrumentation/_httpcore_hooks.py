@@ -16,7 +16,7 @@ sync class: they do their work *before* calling the original and return its
 result untouched (a coroutine for the async class), so one body serves both
 and no extra coroutine frame is paid per request.
 
-Why these hooks (httpcore 1.0):
+Why these hooks (httpcore 1.0, httpcore2 2.16):
 
 * ``HTTPConnection._connect`` (per new connection) makes the TCP and TLS
   connection. We pass our own ``trace`` extension for its duration (httpcore's
@@ -36,6 +36,10 @@ Why these hooks (httpcore 1.0):
   is the peer having closed a pooled connection.
 * ``AsyncEvent.wait``/``Event.wait`` only run when the pool is exhausted; a
   ``PoolTimeout`` raised there is recorded as ``pool_timeout``.
+* A new connection opened in the span of a request that just met a reset on
+  a reused connection is that request sent again (the SDKs retry by
+  themselves): counted per peer (``retried_after_reset_count``), since the
+  caller never sees the error.
 """
 
 from __future__ import annotations
@@ -596,3 +600,5 @@ class HttpcoreHooks:
 
     def uninstall(self) -> None:
         self.patches.restore()
+        with self._failed_lock:
+            self._failed_spans.clear()
