@@ -11,7 +11,11 @@ CPU time per instruction, measured natively in the same run.
 The garbage collector is disabled in the measured process: a collection that
 lands in one of the two runs and not the other would swamp the difference.
 
-Usage: python -m benchmarks.instructions [--requests 400]
+The sequential workloads (the default) cover aiohttp, httpx async and sync,
+and httpx2 async and sync (the OpenAI / Anthropic / Google GenAI SDKs' client,
+hooked by the same httpcore code as httpx).
+
+Usage: python -m benchmarks.instructions [--requests 400] [--only "httpx2"]
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
+import importlib
 import os
 import statistics
 import subprocess
@@ -101,8 +103,11 @@ def aiohttp_workload(url: str, n: int, concurrency: int) -> tuple[float, float]:
     return asyncio.run(main())
 
 
-def httpx_async_workload(url: str, n: int, concurrency: int) -> tuple[float, float]:
-    import httpx
+def httpx_async_workload(
+    url: str, n: int, concurrency: int, package: str = "httpx"
+) -> tuple[float, float]:
+    """httpx's AsyncClient, or httpx2's (the SDKs' client; the same API)."""
+    httpx = importlib.import_module(package)
 
     async def main() -> tuple[float, float]:
         limits = httpx.Limits(max_connections=max(100, concurrency))
@@ -121,9 +126,10 @@ def httpx_async_workload(url: str, n: int, concurrency: int) -> tuple[float, flo
     return asyncio.run(main())
 
 
-def httpx_sync_workload(url: str, n: int, concurrency: int) -> tuple[float, float]:
-    import httpx
-
+def httpx_sync_workload(
+    url: str, n: int, concurrency: int, package: str = "httpx"
+) -> tuple[float, float]:
+    httpx = importlib.import_module(package)
     with httpx.Client() as client:
         client.get(url)
         wall, cpu = time.perf_counter(), time.process_time()
@@ -138,6 +144,9 @@ WORKLOADS: list[tuple[str, Callable[[str, int, int], tuple[float, float]], int]]
     ("httpx async sequential", httpx_async_workload, 1),
     ("httpx async x50", httpx_async_workload, 50),
     ("httpx sync sequential", httpx_sync_workload, 1),
+    ("httpx2 async sequential", functools.partial(httpx_async_workload, package="httpx2"), 1),
+    ("httpx2 async x50", functools.partial(httpx_async_workload, package="httpx2"), 50),
+    ("httpx2 sync sequential", functools.partial(httpx_sync_workload, package="httpx2"), 1),
 ]
 
 

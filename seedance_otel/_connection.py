@@ -98,6 +98,7 @@ class PeerStats:
         "idle_close_count",
         "idle_close_max_s",
         "idle_close_min_s",
+        "retried_after_reset_count",
         "reuse_ok_count",
         "reuse_ok_max_idle_s",
         "reuse_ok_recent",
@@ -112,6 +113,10 @@ class PeerStats:
         self.idle_close_count = 0
         self.idle_close_min_s: float | None = None
         self.idle_close_max_s: float | None = None
+        self.retried_after_reset_count = 0
+        """Requests that met a reset on a reused connection and were sent again,
+        in the same span, on a new connection: retried by the client (an SDK),
+        so the caller saw a delay, not the error."""
 
     def record_reuse_ok(self, idle_s: float) -> None:
         """A reuse after ``idle_s`` idle got its answer (the inline copy in
@@ -148,6 +153,7 @@ class PeerStats:
             "idle_close_count": self.idle_close_count,
             "idle_close_min_s": self.idle_close_min_s,
             "idle_close_max_s": self.idle_close_max_s,
+            "retried_after_reset_count": self.retried_after_reset_count,
         }
 
 

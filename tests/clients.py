@@ -3,17 +3,21 @@
 ``run_steps(client, steps)`` runs steps such as ``("GET", url)``, ``("POST",
 url)`` and ``("sleep", 0.5)`` on one client (so its pool is reused between
 steps) and returns, per request step, the status code or the exception the
-caller saw. ``client`` is ``"aiohttp"``, ``"httpx-async"`` or ``"httpx-sync"``.
+caller saw. ``client`` is ``"aiohttp"``, ``"httpx-async"`` or ``"httpx-sync"``,
+or ``"httpx2-async"`` / ``"httpx2-sync"`` (the same code on httpx2, whose API
+is httpx's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ssl
 import time
 from typing import Any
 
 CLIENTS = ("aiohttp", "httpx-async", "httpx-sync")
+HTTPX2_CLIENTS = ("httpx2-async", "httpx2-sync")
 
 Step = tuple[str, Any]
 
@@ -29,10 +33,15 @@ def run_steps(
 ) -> list[Any]:
     if client == "aiohttp":
         return asyncio.run(_aiohttp_steps(steps, ssl_context, timeout_s, client_kwargs))
-    if client == "httpx-async":
-        return asyncio.run(_httpx_async_steps(steps, ssl_context, timeout_s, http2, client_kwargs))
-    if client == "httpx-sync":
-        return _httpx_sync_steps(steps, ssl_context, timeout_s, http2, client_kwargs)
+    package, _, mode = client.partition("-")
+    if package not in ("httpx", "httpx2"):
+        raise ValueError(client)
+    if mode == "async":
+        return asyncio.run(
+            _httpx_async_steps(package, steps, ssl_context, timeout_s, http2, client_kwargs)
+        )
+    if mode == "sync":
+        return _httpx_sync_steps(package, steps, ssl_context, timeout_s, http2, client_kwargs)
     raise ValueError(client)
 
 
@@ -64,14 +73,14 @@ async def _aiohttp_steps(
 
 
 async def _httpx_async_steps(
+    package: str,
     steps: list[Step],
     ssl_context: ssl.SSLContext | None,
     timeout_s: float,
     http2: bool,
     kwargs: Any,
 ) -> list[Any]:
-    import httpx
-
+    httpx = importlib.import_module(package)
     results: list[Any] = []
     async with httpx.AsyncClient(
         verify=ssl_context if ssl_context is not None else True,
@@ -96,14 +105,14 @@ async def _httpx_async_steps(
 
 
 def _httpx_sync_steps(
+    package: str,
     steps: list[Step],
     ssl_context: ssl.SSLContext | None,
     timeout_s: float,
     http2: bool,
     kwargs: Any,
 ) -> list[Any]:
-    import httpx
-
+    httpx = importlib.import_module(package)
     results: list[Any] = []
     with httpx.Client(
         verify=ssl_context if ssl_context is not None else True,
@@ -125,4 +134,4 @@ def _httpx_sync_steps(
 
 
 def library_of(client: str) -> str:
-    return "aiohttp" if client == "aiohttp" else "httpx"
+    return client.partition("-")[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 
 import aiohttp
 import httpx
@@ -116,10 +117,14 @@ def test_read_timeout_aiohttp(instrumented, which):
     assert snap.http_method == "GET" and snap.url and snap.url.endswith("/slow")
 
 
-def test_pool_timeout_httpx(instrumented):
+@pytest.mark.parametrize("package", ["httpx", "httpx2"])
+def test_pool_timeout_httpx(instrumented, package):
+    client_module = importlib.import_module(package)
+
     async def main(url: str) -> BaseException | None:
-        limits = httpx.Limits(max_connections=1)
-        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(5, pool=0.5)) as client:
+        limits = client_module.Limits(max_connections=1)
+        timeout = client_module.Timeout(5, pool=0.5)
+        async with client_module.AsyncClient(limits=limits, timeout=timeout) as client:
             holder = asyncio.ensure_future(client.get(url))
             await asyncio.sleep(0.2)
             try:
@@ -133,8 +138,8 @@ def test_pool_timeout_httpx(instrumented):
 
     with SilentServer() as server:
         exc = asyncio.run(main(server.url("/held")))
-    assert isinstance(exc, httpx.PoolTimeout)
-    [snap] = [s for s in snaps_of("httpx") if s.kind is FaultKind.POOL_TIMEOUT]
+    assert isinstance(exc, client_module.PoolTimeout)
+    [snap] = [s for s in snaps_of(package) if s.kind is FaultKind.POOL_TIMEOUT]
     assert snap.phase == "pool"
     assert snap.server_port is not None and snap.url and snap.url.endswith("/held")
 

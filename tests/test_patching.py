@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import seedance_otel
-from seedance_otel.instrumentation import aiohttp_client, httpx_client
+from seedance_otel.instrumentation import _httpcore_hooks, aiohttp_client
 from seedance_otel.instrumentation._patching import PatchSet, signature_is
 
 from clients import CLIENTS, library_of, run_steps
@@ -29,7 +29,7 @@ def test_signature_is():
 def generic_wrappers(monkeypatch):
     """Instrument as if the libraries' methods had signatures we do not know."""
     monkeypatch.setattr(aiohttp_client, "signature_is", lambda *a, **k: False)
-    monkeypatch.setattr(httpx_client, "signature_is", lambda *a, **k: False)
+    monkeypatch.setattr(_httpcore_hooks, "signature_is", lambda *a, **k: False)
     seedance_otel.uninstrument()
     seedance_otel.instrument(exporter="none", strict=True)
     yield

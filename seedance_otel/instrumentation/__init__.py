@@ -2,6 +2,8 @@
 
 * :mod:`.ssl_alpn` - what ALPN each ``ssl.SSLContext`` offers (stdlib, always).
 * :mod:`.aiohttp_client` - aiohttp connector and protocol hooks.
-* :mod:`.httpx_client` - httpcore connection hooks (async and sync httpx).
+* :mod:`._httpcore_hooks` - httpcore connection hooks (async and sync), built
+  per package: :mod:`.httpx_client` (httpcore, httpx) and
+  :mod:`.httpx2_client` (httpcore2, httpx2 and the model-API SDKs).
 * :mod:`.asyncio_sockets` - plain asyncio transports and name resolution.
 """

@@ -11,13 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._library import ExceptionNames, Library
-from . import aiohttp_client, asyncio_sockets, httpx_client, name_resolution, ssl_alpn
+from . import (
+    aiohttp_client,
+    asyncio_sockets,
+    httpx2_client,
+    httpx_client,
+    name_resolution,
+    ssl_alpn,
+)
 
 __all__ = ["LIBRARIES", "SUPPORT_HOOKS", "exception_names", "library_named"]
 
 LIBRARIES: tuple[Library, ...] = (
     aiohttp_client.LIBRARY,
     httpx_client.LIBRARY,
+    httpx2_client.LIBRARY,
     asyncio_sockets.LIBRARY,
 )
 

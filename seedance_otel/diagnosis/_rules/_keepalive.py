@@ -273,6 +273,15 @@ def _find(evidence: Evidence) -> list[Finding]:
         retried = _retried_silently(resets)
         if retried:
             details["retried_silently"] = retried
+        resent = int(evidence.peer_stats.get(key, {}).get("retried_after_reset_count") or 0)
+        if resent and resets:
+            # Seen by the hooks: the same span sent the request again on a new
+            # connection (an SDK's retry loop); the callers saw a delay.
+            details["retried_by_client"] = resent
+            summary += (
+                f" The client sent {resent} of them again on a new connection (its own "
+                "retries), so callers saw a delay, not an error."
+            )
         if est.outlier_reset_idle_s:
             details["resets_not_explained_idle_s"] = [
                 round(v, 3) for v in est.outlier_reset_idle_s

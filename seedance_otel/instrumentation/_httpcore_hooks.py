@@ -1,0 +1,621 @@
+"""httpcore connection history and fault capture, async and sync, for any httpcore.
+
+httpx hands every request to httpcore (1.x), httpx2 to httpcore2 (2.x), a
+fork that keeps httpcore's layout and the names of every class and method we
+hook (``_async/connection.py``, ``http11.py``, ``http2.py``, ``_sync/...``,
+``_synchronization.py``, ``_backends/anyio.py``, the ``trace`` extension).
+So the hooks are written once, here, for a package *name*:
+:class:`HttpcoreHooks` ``("httpcore")`` serves httpx, ``("httpcore2")``
+httpx2, and both may be installed and in use at once (each patches its own
+classes and records under its own :class:`~seedance_otel._library.Library`).
+Each library module (``httpx_client``, ``httpx2_client``) is only its
+``Library`` and this wiring.
+
+The two per-request hooks are plain functions used for both the async and the
+sync class: they do their work *before* calling the original and return its
+result untouched (a coroutine for the async class), so one body serves both
+and no extra coroutine frame is paid per request.
+
+Why these hooks (httpcore 1.0, httpcore2 2.16):
+
+* ``HTTPConnection._connect`` (per new connection) makes the TCP and TLS
+  connection. We pass our own ``trace`` extension for its duration (httpcore's
+  public hook) to learn the phase (``connect_tcp`` / ``start_tls``), the TCP
+  stream before TLS (its peer address, for a failed handshake) and the SSL
+  context (what ALPN it offers). Addresses are read here, once: httpcore reads
+  them lazily and fails after a RST.
+* ``HTTP11Connection.handle_request`` (and HTTP/2) marks a request starting:
+  reused or not, idle for how long.
+* ``HTTP11Connection._response_closed`` runs once per request on every path.
+  On failure httpcore calls it inside the ``except`` block that handles the
+  error, whether it came from sending, from the response headers or from the
+  body stream, so the exception is ``sys.exc_info()`` there - taken only if
+  it was raised through this connection's frames (an application may make a
+  request inside its own ``except`` block).
+* ``HTTP11Connection.aclose``/``close`` with the socket readable while idle
+  is the peer having closed a pooled connection.
+* ``AsyncEvent.wait``/``Event.wait`` only run when the pool is exhausted; a
+  ``PoolTimeout`` raised there is recorded as ``pool_timeout``.
+* A new connection opened in the span of a request that just met a reset on
+  a reused connection is that request sent again (the SDKs retry by
+  themselves): counted per peer (``retried_after_reset_count``), since the
+  caller never sees the error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import Any
+
+from .. import _dns, _layers, _runtime
+from .._capture import FaultContext, capture
+from .._classify import HookFacts
+from .._connection import ConnectionHistory, PeerStats, SocketFacts, socket_facts
+from .._frames import raised_through
+from .._guard import report_internal_error
+from .._library import Library
+from .._snapshot import Phase
+from .._trace_context import current_trace_ids
+from ._patching import PatchSet, signature_is
+from .ssl_alpn import alpn_offered_by
+
+__all__ = ["HttpcoreHooks", "request_fields"]
+
+_HISTORY = "_seedance_history"
+"""Our one attribute on httpcore's stream and connection classes (a class
+default of ``None``; see ``_patching``). httpcore and httpcore2 classes are
+distinct, so both carry it without meeting."""
+_monotonic = time.monotonic
+
+_FAILED_SPANS_KEPT = 256
+"""Spans whose request met a reset on a reused connection, kept to see whether
+the same span sends again on a new connection (a retry). Bounded: oldest out."""
+
+
+# -- per new connection: _connect ---------------------------------------------
+
+
+class _ConnectObserver:
+    """Our ``trace`` extension while httpcore connects; chains to the user's."""
+
+    __slots__ = ("phase", "ssl_context", "started_at", "tcp_facts", "user_trace")
+
+    def __init__(self, user_trace: Any) -> None:
+        self.user_trace = user_trace
+        self.phase: str = Phase.CONNECT.value
+        self.tcp_facts: SocketFacts | None = None
+        """Addresses of the TCP connection, read as soon as it exists: a failed
+        TLS handshake closes it before we could ask."""
+        self.ssl_context: Any = None
+        self.started_at = _monotonic()
+
+    def observe(self, name: str, info: dict[str, Any]) -> None:
+        try:
+            if name == "connection.connect_tcp.complete":
+                stream = info.get("return_value")
+                if stream is not None:
+                    self.tcp_facts = _stream_socket_facts(stream)
+            elif name == "connection.start_tls.started":
+                self.phase = Phase.TLS.value
+                self.ssl_context = info.get("ssl_context")
+        except Exception:
+            report_internal_error("httpcore connect trace")
+
+    def sync_trace(self, name: str, info: dict[str, Any]) -> None:
+        self.observe(name, info)
+        if self.user_trace is not None:
+            self.user_trace(name, info)
+
+    async def async_trace(self, name: str, info: dict[str, Any]) -> None:
+        self.observe(name, info)
+        if self.user_trace is not None:
+            await self.user_trace(name, info)
+
+
+def _request_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[0] if args else kwargs.get("request")
+
+
+def _install_observer(request: Any, is_async: bool) -> _ConnectObserver | None:
+    try:
+        extensions = request.extensions
+        observer = _ConnectObserver(extensions.get("trace"))
+        extensions["trace"] = observer.async_trace if is_async else observer.sync_trace
+        return observer
+    except Exception:
+        report_internal_error("httpcore connect (trace install)")
+        return None
+
+
+def _remove_observer(request: Any, observer: _ConnectObserver | None) -> None:
+    if observer is None:
+        return
+    try:
+        if observer.user_trace is None:
+            request.extensions.pop("trace", None)
+        else:
+            request.extensions["trace"] = observer.user_trace
+    except Exception:
+        report_internal_error("httpcore connect (trace remove)")
+
+
+def _origin(connection: Any) -> tuple[str | None, int | None]:
+    origin = getattr(connection, "_origin", None)
+    if origin is None:
+        return None, None
+    host = origin.host.decode("ascii", "replace") if isinstance(origin.host, bytes) else None
+    return host, origin.port
+
+
+def _stream_socket_facts(stream: Any) -> SocketFacts:
+    def info(name: str) -> Any:
+        try:
+            return stream.get_extra_info(name)
+        except Exception:  # lazily read; may fail once the peer is gone
+            return None
+
+    return socket_facts(info("socket"), info("server_addr"), info("client_addr"))
+
+
+# -- per request ----------------------------------------------------------------
+
+
+def _attach_history(connection: Any) -> ConnectionHistory | None:
+    """First request on an HTTP connection: adopt the history made at connect."""
+    history: ConnectionHistory | None = getattr(connection._network_stream, _HISTORY, None)
+    if history is not None:
+        connection._seedance_history = history
+    return history
+
+
+def _begin(connection: Any, request: Any, multiplexed: bool) -> None:
+    history = connection._seedance_history
+    if history is None:
+        history = _attach_history(connection)
+    if history is not None:
+        history.begin_request(_monotonic(), request, multiplexed)
+
+
+def _belongs(value: Any, connection: Any) -> bool:
+    """``value`` is this HTTP connection, or its response byte stream."""
+    return value is connection or getattr(value, "_connection", None) is connection
+
+
+def _raised_in_body(tb: TracebackType | None) -> bool:
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in ("_receive_response_body", "__aiter__", "__iter__"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _pool_request_in(frame: FrameType | None) -> Any:
+    """The ``PoolRequest`` waiting in a caller frame (fault path only)."""
+    depth = 0
+    while frame is not None and depth < 6:
+        candidate = frame.f_locals.get("self")
+        if candidate is not None and type(candidate).__name__.endswith("PoolRequest"):
+            return getattr(candidate, "request", None)
+        frame = frame.f_back
+        depth += 1
+    return None
+
+
+def request_fields(request: object) -> tuple[str | None, str | None]:
+    """(method, URL) of an httpcore ``Request``, whose parts are bytes."""
+    method = getattr(request, "method", None)
+    if isinstance(method, bytes):
+        method = method.decode("ascii", "replace")
+    url = getattr(request, "url", None)
+    if url is None:
+        return method, None
+    scheme = getattr(url, "scheme", None)
+    if not isinstance(scheme, bytes):
+        return method, str(url)
+    port = f":{url.port}" if url.port is not None else ""
+    text = (
+        f"{scheme.decode('ascii', 'replace')}://"
+        f"{url.host.decode('ascii', 'replace')}{port}{url.target.decode('ascii', 'replace')}"
+    )
+    return method, text
+
+
+def _closing_itself(connection: Any) -> bool:
+    """httpcore is closing the connection by its own decision, not finding it closed.
+
+    A pooled HTTP/1.1 connection has started its next h11 cycle (the peer's
+    state ``IDLE``). After a response that said ``Connection: close``,
+    httpcore closes the connection straight from ``_response_closed`` with
+    the peer's state ``MUST_CLOSE``: the socket is readable (the peer's FIN
+    follows its last response) but nothing failed.
+    """
+    state = getattr(getattr(connection, "_h11_state", None), "their_state", None)
+    return state is not None and getattr(state, "__name__", "IDLE") != "IDLE"
+
+
+class HttpcoreHooks:
+    """The hooks on one httpcore package (``httpcore`` or ``httpcore2``).
+
+    Made once per library module; :meth:`library` builds that module's
+    :class:`Library` around :meth:`install` / :meth:`uninstall`, and every
+    fault these hooks record names that library.
+    """
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self.patches = PatchSet(package)
+        self._library: Library | None = None
+        self._failed_spans: dict[tuple[str, str], PeerStats] = {}
+        self._failed_lock = threading.Lock()
+
+    def library(self, **fields: Any) -> Library:
+        """This package's :class:`Library`: ``fields`` plus the hooks' own parts."""
+        self._library = Library(
+            modules=(self.package,),
+            install=self.install,
+            uninstall=self.uninstall,
+            request_fields=request_fields,
+            **fields,
+        )
+        return self._library
+
+    @property
+    def owner(self) -> Library:
+        if self._library is None:  # pragma: no cover - library() runs at import
+            raise RuntimeError(f"{self.package} hooks have no Library")
+        return self._library
+
+    # -- per new connection ---------------------------------------------------
+
+    async def _connect_async(
+        self, wrapped: Any, connection: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        request = _request_arg(args, kwargs)
+        observer = _install_observer(request, is_async=True)
+        token = _layers.enter(self.owner)
+        try:
+            stream = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            _remove_observer(request, observer)
+            self._after_connect_failed(connection, request, observer, exc)
+            raise
+        finally:
+            _layers.leave(token)
+        _remove_observer(request, observer)
+        self._after_connect(connection, stream, observer)
+        return stream
+
+    def _connect_sync(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not self.patches.enabled:
+            return wrapped(*args, **kwargs)
+        request = _request_arg(args, kwargs)
+        observer = _install_observer(request, is_async=False)
+        token = _layers.enter(self.owner)
+        try:
+            stream = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            _remove_observer(request, observer)
+            self._after_connect_failed(instance, request, observer, exc)
+            raise
+        finally:
+            _layers.leave(token)
+        _remove_observer(request, observer)
+        self._after_connect(instance, stream, observer)
+        return stream
+
+    def _after_connect(
+        self, connection: Any, stream: Any, observer: _ConnectObserver | None
+    ) -> None:
+        try:
+            host, port = _origin(connection)
+            history = ConnectionHistory(self.owner.name, host, port, _runtime.peer_for(host, port))
+            history.set_socket(_stream_socket_facts(stream))
+            ssl_object = stream.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                context = observer.ssl_context if observer is not None else None
+                if context is None:
+                    context = getattr(ssl_object, "context", None)
+                history.set_tls(ssl_object, alpn_offered_by(context))
+            setattr(stream, _HISTORY, history)
+            _runtime.connection_opened(history)
+            if self._failed_spans:
+                self._note_retry(history.peer)
+        except Exception:
+            report_internal_error(f"{self.package} connect")
+
+    # -- a request sent again after a reset (the SDKs retry by themselves) --------
+
+    def _remember_failed_span(
+        self, trace_ids: tuple[str | None, str | None], peer: PeerStats
+    ) -> None:
+        trace_id, span_id = trace_ids
+        if trace_id is None or span_id is None:
+            return
+        with self._failed_lock:
+            spans = self._failed_spans
+            spans.pop((trace_id, span_id), None)
+            if len(spans) >= _FAILED_SPANS_KEPT:
+                del spans[next(iter(spans))]
+            spans[(trace_id, span_id)] = peer
+
+    def _note_retry(self, peer: PeerStats) -> None:
+        """A new connection opens in a span whose request just met a stale reset.
+
+        That is the request being sent again (by the SDK's retry loop, say): the
+        reset cost the caller a delay, not an error. Runs once per new
+        connection, and only while a failed span is remembered.
+        """
+        trace_id, span_id, _sampled = current_trace_ids()
+        if trace_id is None or span_id is None:
+            return
+        with self._failed_lock:
+            failed_peer = self._failed_spans.pop((trace_id, span_id), None)
+        if failed_peer is peer:
+            peer.retried_after_reset_count += 1
+
+    def _after_connect_failed(
+        self,
+        connection: Any,
+        request: Any,
+        observer: _ConnectObserver | None,
+        exc: BaseException,
+    ) -> None:
+        try:
+            if _runtime.RUNTIME is None:
+                return
+            host, port = _origin(connection)
+            phase = observer.phase if observer is not None else None
+            dns = offered = tried = None
+            if observer is not None:
+                dns, in_lookup = _dns.lookup_at_fault(observer.started_at)
+                if in_lookup:
+                    phase = Phase.DNS.value
+                offered = alpn_offered_by(observer.ssl_context)
+                if observer.tcp_facts is not None:
+                    tried = observer.tcp_facts.connection_fields(offered)
+            capture(
+                FaultContext(
+                    library=self.owner,
+                    exc=exc,
+                    facts=HookFacts(phase=phase, alpn_offered=offered),
+                    connection=tried,
+                    request=request,
+                    server_address=host,
+                    server_port=port,
+                    dns=dns,
+                )
+            )
+        except Exception:
+            report_internal_error(f"{self.package} connect (failure)")
+
+    # -- per request ------------------------------------------------------------
+    #
+    # Both wrappers serve the async and the sync class alike: the work is done
+    # before the call and the original's result (a coroutine for the async
+    # class) is returned untouched. Each has an exact-signature form (cheaper)
+    # and a generic one for a library whose signature changed (see
+    # ``signature_is``). They close over what they call, so a request pays no
+    # attribute lookup on this object.
+
+    def _make_request_started(self, multiplexed: bool) -> Callable[[Any], Any]:
+        patches = self.patches
+
+        def factory(original: Any) -> Any:
+            if signature_is(original, ("self", "request")):
+
+                def request_started(self: Any, request: Any) -> Any:
+                    if patches.enabled:
+                        try:
+                            _begin(self, request, multiplexed)
+                        except Exception:
+                            report_internal_error("httpcore request start")
+                    return original(self, request)
+
+                return request_started
+
+            def generic_request_started(self: Any, *args: Any, **kwargs: Any) -> Any:
+                if patches.enabled:
+                    try:
+                        _begin(self, args[0] if args else kwargs.get("request"), multiplexed)
+                    except Exception:
+                        report_internal_error("httpcore request start")
+                return original(self, *args, **kwargs)
+
+            return generic_request_started
+
+        return factory
+
+    def _make_response_closed(self, original: Any) -> Any:
+        patches = self.patches
+        end = self._end
+
+        if signature_is(original, ("self",)):
+
+            def response_closed(self: Any) -> Any:
+                if patches.enabled:
+                    try:
+                        end(self)
+                    except Exception:
+                        report_internal_error("httpcore response closed")
+                return original(self)
+
+            return response_closed
+
+        def generic_response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if patches.enabled:
+                try:
+                    end(self)
+                except Exception:
+                    report_internal_error("httpcore response closed")
+            return original(self, *args, **kwargs)
+
+        return generic_response_closed
+
+    def _end(self, connection: Any) -> None:
+        history = connection._seedance_history
+        if history is not None and history.active:
+            exc = sys.exc_info()[1]
+            if exc is not None and raised_through(exc, lambda v: _belongs(v, connection)):
+                self._on_request_failed(history, exc)
+                history.end_request_failed()
+            else:
+                history.end_request_ok(_monotonic())
+
+    def _on_request_failed(self, history: ConnectionHistory, exc: BaseException) -> None:
+        if _runtime.RUNTIME is None:
+            return
+        phase = Phase.RESPONSE.value if _raised_in_body(exc.__traceback__) else Phase.REQUEST.value
+        snapshot = capture(
+            FaultContext(
+                library=self.owner,
+                exc=exc,
+                facts=HookFacts(
+                    phase=phase,
+                    alpn_offered=history.alpn_offered,
+                    alpn_negotiated=history.alpn_negotiated,
+                ),
+                history=history,
+            )
+        )
+        if snapshot is not None and history.reused_for_request:
+            self._remember_failed_span((snapshot.trace_id, snapshot.span_id), history.peer)
+
+    # -- per closed connection: did the peer close it while idle? ---------------
+
+    def _connection_closing(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if self.patches.enabled:
+            try:
+                history = getattr(instance, _HISTORY, None)
+                if history is not None:
+                    if (
+                        history.idle_in_pool
+                        and _runtime.RUNTIME is not None
+                        and not _closing_itself(instance)
+                    ):
+                        stream = getattr(instance, "_network_stream", None)
+                        # A readable socket on an idle HTTP/1.1 connection can only
+                        # mean EOF (or RST) from the peer: httpcore's own test.
+                        if stream is not None and stream.get_extra_info("is_readable"):
+                            capture(
+                                FaultContext(
+                                    library=self.owner,
+                                    exc=None,
+                                    facts=HookFacts(phase=Phase.IDLE.value, idle_close=True),
+                                    history=history,
+                                    in_request=False,
+                                )
+                            )
+                    _runtime.connection_closed(history)
+            except Exception:
+                report_internal_error(f"{self.package} connection close")
+        return wrapped(*args, **kwargs)
+
+    # -- pool exhaustion ----------------------------------------------------------
+
+    def _record_pool_timeout(self, exc: BaseException, frame: FrameType | None) -> None:
+        try:
+            if _runtime.RUNTIME is None or type(exc).__name__ != "PoolTimeout":
+                return
+            request = _pool_request_in(frame)
+            host = port = None
+            if request is not None:
+                url = request.url
+                host = url.host.decode("ascii", "replace") if isinstance(url.host, bytes) else None
+                port = url.port
+            capture(
+                FaultContext(
+                    library=self.owner,
+                    exc=exc,
+                    facts=HookFacts(phase=Phase.POOL.value),
+                    request=request,
+                    server_address=host,
+                    server_port=port,
+                )
+            )
+        except Exception:
+            report_internal_error(f"{self.package} pool timeout")
+
+    async def _event_wait_async(
+        self, wrapped: Any, event: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        try:
+            return await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._record_pool_timeout(exc, sys._getframe(1))
+            raise
+
+    def _event_wait_sync(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if not self.patches.enabled:
+            return wrapped(*args, **kwargs)
+        try:
+            return wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._record_pool_timeout(exc, sys._getframe(1))
+            raise
+
+    # -- install ------------------------------------------------------------------
+
+    def _module(self, name: str) -> Any:
+        return importlib.import_module(f"{self.package}.{name}")
+
+    def install(self) -> None:
+        """Wrap the package (called when it is imported, or at once if it already is)."""
+        patches = self.patches
+        if patches.count:
+            return
+        async_connection = self._module("_async.connection")
+        async_http11 = self._module("_async.http11")
+        sync_connection = self._module("_sync.connection")
+        sync_http11 = self._module("_sync.http11")
+        synchronization = self._module("_synchronization")
+
+        patches.add_default(self._module("_backends.anyio").AnyIOStream, _HISTORY, None)
+        patches.add_default(self._module("_backends.sync").SyncStream, _HISTORY, None)
+        patches.wrap(
+            async_connection.AsyncHTTPConnection,
+            "_connect",
+            patches.when_enabled(self._connect_async),
+        )
+        patches.wrap(sync_connection.HTTPConnection, "_connect", self._connect_sync)
+        connection_classes: list[tuple[type, str, str | None, bool]] = [
+            (async_http11.AsyncHTTP11Connection, "handle_async_request", "aclose", False),
+            (sync_http11.HTTP11Connection, "handle_request", "close", False),
+        ]
+        try:
+            async_http2 = self._module("_async.http2")
+            sync_http2 = self._module("_sync.http2")
+        except ImportError:  # the optional h2 package is not installed
+            pass
+        else:
+            connection_classes += [
+                (async_http2.AsyncHTTP2Connection, "handle_async_request", None, True),
+                (sync_http2.HTTP2Connection, "handle_request", None, True),
+            ]
+        for cls, start, close, multiplexed in connection_classes:
+            patches.add_default(cls, _HISTORY, None)
+            # Per request: plain functions (see _patching for the measured reason).
+            patches.replace(cls, start, self._make_request_started(multiplexed))
+            patches.replace(cls, "_response_closed", self._make_response_closed)
+            if close is not None:
+                patches.wrap(cls, close, self._connection_closing)
+        patches.wrap(
+            synchronization.AsyncEvent, "wait", patches.when_enabled(self._event_wait_async)
+        )
+        patches.wrap(synchronization.Event, "wait", self._event_wait_sync)
+        patches.enabled = True
+
+    def uninstall(self) -> None:
+        self.patches.restore()
+        with self._failed_lock:
+            self._failed_spans.clear()
