@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,7 +116,7 @@ def receiver() -> Iterator[str]:
 # -- the child: one storm, one mode ---------------------------------------------------
 
 
-def _client(library: str, storm: str) -> Callable[[str], Awaitable[int]]:
+def _client(library: str, storm: str) -> Callable[[str], Coroutine[Any, Any, int]]:
     """An async function making requests until told to stop; returns the faults seen."""
     if library == "aiohttp":
         import aiohttp

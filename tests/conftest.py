@@ -33,14 +33,14 @@ def instrumented() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def ca():  # type: ignore[no-untyped-def]
+def ca():
     import trustme
 
     return trustme.CA()
 
 
 @pytest.fixture(scope="session")
-def server_ssl_context(ca) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
+def server_ssl_context(ca) -> ssl.SSLContext:
     cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     cert.configure_cert(context)
@@ -48,7 +48,7 @@ def server_ssl_context(ca) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client_ssl_context(ca) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
+def client_ssl_context(ca) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     return context

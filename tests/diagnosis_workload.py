@@ -15,6 +15,8 @@ import asyncio
 import dataclasses
 from typing import Any
 
+from seedance_otel.diagnosis import Finding
+
 LIBRARIES = ("aiohttp", "httpx")
 
 # Fractions of the hidden timeout: successes below, failures above, with a
@@ -100,3 +102,10 @@ def mixed_lanes(library: str, url: str, timeout_s: float) -> list[Lane]:
     # caller sees a 200; the snapshot of the failed attempt remains.
     lanes.append(Lane(library, url, FAIL_FRACTIONS[0] * timeout_s, method="GET"))
     return lanes
+
+
+def param(finding: Finding, name: str) -> float:
+    """A numeric parameter the finding must carry (``params`` values may be ``None``)."""
+    value = finding.params[name]
+    assert value is not None, (name, finding)
+    return value

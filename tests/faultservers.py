@@ -76,7 +76,11 @@ class AlpnRefusingServer(ThreadedTLSServer):
         conn = self._SSL.Connection(self._ctx, raw)
         conn.set_accept_state()
         conn.do_handshake()
-        serve_h2(conn.sendall, conn.recv, self._stopping)
+
+        def send(data: bytes) -> None:
+            conn.sendall(data)
+
+        serve_h2(send, conn.recv, self._stopping)
 
 
 class SilentServer:

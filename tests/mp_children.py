@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,6 +43,8 @@ def main() -> int:
 
     method, kind, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     context = multiprocessing.get_context(method)
+    # A start method's name gives its concrete context (typeshed says only BaseContext).
+    assert isinstance(context, (ForkContext, ForkServerContext, SpawnContext)), method
     seedance_otel.instrument()
     with HttpFaultServer(lambda info: Action.RST) as server:
         url = server.url("").rstrip("/")

@@ -22,6 +22,7 @@ from seedance_otel.demo.faultservers import LoopbackServer
 from faultservers import AlpnRefusingServer, closed_port, rst_close
 
 aiohttp = pytest.importorskip("aiohttp")
+from aiohttp.abc import AbstractResolver, ResolveResult  # noqa: E402
 
 
 class PortRecordingAlpnServer(AlpnRefusingServer):
@@ -52,13 +53,13 @@ class RstOnHelloServer(LoopbackServer):
         rst_close(raw)
 
 
-class TwoAddresses(aiohttp.abc.AbstractResolver):
+class TwoAddresses(AbstractResolver):
     """A name behind two loopback addresses, in this order (a real resolver's answer)."""
 
     def __init__(self, addresses: list[str]) -> None:
         self.addresses = addresses
 
-    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, Any]]:
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[ResolveResult]:
         return [
             {
                 "hostname": host,

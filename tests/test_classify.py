@@ -14,6 +14,7 @@ import httpcore
 import httpx
 import pytest
 from aiohttp import client_exceptions as aio
+from aiohttp.client_reqrep import ConnectionKey
 
 from seedance_otel._classify import RULES, Classification, HookFacts
 from seedance_otel._classify import classify as classify_with
@@ -37,9 +38,7 @@ def linked(*chain: BaseException, suppress: bool = False) -> BaseException:
     return chain[0]
 
 
-def _key() -> object:
-    from aiohttp.client_reqrep import ConnectionKey
-
+def _key() -> ConnectionKey:
     return ConnectionKey("example.com", 443, True, True, None, None, None)
 
 

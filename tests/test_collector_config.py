@@ -36,7 +36,8 @@ def load(name: str) -> Any:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return load("docker-compose.yaml")
+    config: dict[str, Any] = load("docker-compose.yaml")
+    return config
 
 
 def _port(endpoint: str) -> int:
@@ -183,7 +184,9 @@ def test_published_ports_are_on_loopback_and_match_the_configs(compose):
         dashboards.provisioning_files()["provisioning/datasources/seedance.yaml"]
     )["datasources"]
     for datasource in provisioned:
-        host, port = re.fullmatch(r"http://([\w-]+):(\d+)", datasource["url"]).groups()
+        match = re.fullmatch(r"http://([\w-]+):(\d+)", datasource["url"])
+        assert match is not None, datasource["url"]
+        host, port = match.groups()
         assert host in compose["services"], datasource["url"]
         assert int(port) in published[host], datasource["url"]
 

@@ -37,7 +37,7 @@ def run(*argv: str) -> int:
     return int(args.func(args))
 
 
-def one_error_line(capsys) -> str:
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     assert err.endswith("\n") and err.count("\n") == 1, repr(err)
     assert err.startswith(PREFIX), err
@@ -190,7 +190,7 @@ def test_a_json_200_without_a_dashboard_url_is_not_a_success(capsys):
 
 def test_a_trickling_server_is_cut_off_at_the_deadline(capsys):
     trickle = 200  # bytes, one every 0.2 s: 40 s if the client waited for all of them
-    sent = []
+    sent: list[int] = []
 
     def answer(conn: socket.socket, head: bytes) -> None:
         conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {trickle}\r\n\r\n".encode())

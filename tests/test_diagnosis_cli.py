@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
 
 
 def reset(idle: float, ok_max: float | None = 1.8, **kw) -> ResetContextSnapshot:
-    fields = dict(
+    fields: dict[str, Any] = dict(
         connection_reused=True,
         connection_idle_s=idle,
         connection_age_s=idle + 0.01,

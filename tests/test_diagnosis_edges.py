@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def idle_close(idle: float, library: str = "aiohttp", **kw) -> ResetContextSnaps
 
 
 def reuse_reset(idle: float, **kw) -> ResetContextSnapshot:
-    fields = dict(
+    fields: dict[str, Any] = dict(
         connection_reused=True,
         connection_idle_s=idle,
         connection_age_s=idle + 0.002,
@@ -90,7 +91,7 @@ def test_age_equal_to_idle_is_no_connection_lifetime():
 def test_reset_a_hair_below_the_longest_success_is_the_timeout():
     """Busy connections (ages vary) closed at idle 2.0 s; one request sent at 1.99956 s
     met the close racing it, below a reuse that worked after 1.99964 s."""
-    ok = dict(peer_reuse_ok_max_idle_s=1.99964, peer_reuse_ok_count=40)
+    ok: dict[str, Any] = dict(peer_reuse_ok_max_idle_s=1.99964, peer_reuse_ok_count=40)
     snaps = [
         idle_close(
             2.0 + i * 0.002, connection_age_s=5.0 + 1.7 * i, connection_requests=3 + i, **ok
@@ -152,7 +153,7 @@ def test_upper_bound_below_every_common_default_keeps_its_margin():
 
 
 def new_tls_reset(**kw) -> ResetContextSnapshot:
-    fields = dict(
+    fields: dict[str, Any] = dict(
         library="aiohttp",
         connection_reused=False,
         connection_requests=0,

@@ -29,7 +29,7 @@ from seedance_otel.diagnosis.cli import register
 
 from clients import run_steps
 from diagnosis_servers import PlainHttpResponder
-from diagnosis_workload import LIBRARIES, Lane, mixed_lanes, run_lanes
+from diagnosis_workload import LIBRARIES, Lane, mixed_lanes, param, run_lanes
 from faultservers import (
     Action,
     AlpnRefusingServer,
@@ -66,7 +66,8 @@ def test_idle_timeout_estimate_within_15_percent(instrumented, tmp_path):
         lanes: list[Lane] = []
         for timeout_s in HIDDEN_TIMEOUTS_S:
             for library in LIBRARIES:
-                server = HttpFaultServer(noise_or_respond, middlebox_idle_s=timeout_s).start()
+                server = HttpFaultServer(noise_or_respond, middlebox_idle_s=timeout_s)
+                server.start()
                 servers[(timeout_s, library)] = server
                 lanes += mixed_lanes(library, server.url(""), timeout_s)
         results = run_lanes(lanes)
@@ -92,9 +93,9 @@ def test_idle_timeout_estimate_within_15_percent(instrumented, tmp_path):
             error = (estimate - timeout_s) / timeout_s
             measured.append((timeout_s, library, source, estimate, error))
             assert abs(error) <= ACCURACY, (timeout_s, library, source, finding)
-            low, high = finding.params["bracket_low_s"], finding.params["bracket_high_s"]
+            low, high = param(finding, "bracket_low_s"), param(finding, "bracket_high_s")
             assert low < timeout_s < high
-            assert finding.params["recommended_keepalive_s"] < low
+            assert param(finding, "recommended_keepalive_s") < low
             assert finding.severity is Severity.WARNING
             assert finding.evidence["libraries"] == [library]
             assert finding.evidence["resets"] == 3  # two POSTs and the GET
@@ -140,7 +141,7 @@ def test_timeout_just_below_httpx_default_keepalive(instrumented):
     assert [r[1] == 200 for r in results] == [True, True, True, False, False, True]
     [finding] = diagnose()
     assert finding.code == "stale_keepalive"
-    assert abs(finding.params["peer_idle_timeout_s"] - timeout_s) <= ACCURACY * timeout_s
+    assert abs(param(finding, "peer_idle_timeout_s") - timeout_s) <= ACCURACY * timeout_s
     assert "httpx's default keepalive_expiry (5 s) is just above it" in finding.summary
     assert finding.params["recommended_keepalive_s"] == 3.4  # 20 % below 4.3 s
 
@@ -169,13 +170,13 @@ def test_server_idle_close_measured_by_aiohttp_bounded_by_httpx(instrumented):
     [aio] = findings_for(findings, "stale_keepalive", servers["aiohttp"].port)
     assert aio.severity is Severity.INFO
     assert aio.evidence["estimate_basis"] == "idle_close"
-    assert abs(aio.params["peer_idle_timeout_s"] - timeout_s) <= ACCURACY * timeout_s
-    assert aio.params["recommended_keepalive_s"] < timeout_s
+    assert abs(param(aio, "peer_idle_timeout_s") - timeout_s) <= ACCURACY * timeout_s
+    assert param(aio, "recommended_keepalive_s") < timeout_s
     [hx] = findings_for(findings, "stale_keepalive", servers["httpx"].port)
     assert hx.severity is Severity.INFO
     assert hx.evidence["estimate_basis"] == "bracket"
-    assert hx.params["bracket_low_s"] < timeout_s <= hx.params["bracket_high_s"]
-    assert hx.params["recommended_keepalive_s"] < timeout_s
+    assert param(hx, "bracket_low_s") < timeout_s <= param(hx, "bracket_high_s")
+    assert param(hx, "recommended_keepalive_s") < timeout_s
 
 
 class AgeLimit:
@@ -268,7 +269,7 @@ def test_load_balancer_connection_lifetime(instrumented):
     findings = diagnose()
     for lib, server in servers.items():
         [finding] = findings_for(findings, "max_connection_lifetime", server.port)
-        assert limit_s <= finding.params["max_connection_lifetime_s"] <= limit_s + 0.3
+        assert limit_s <= param(finding, "max_connection_lifetime_s") <= limit_s + 0.3
         assert finding.count >= 3
         assert findings_for(findings, "stale_keepalive", server.port) == []
         assert ("httpx never retries" if lib == "httpx" else "aiohttp already") in finding.fix
@@ -384,12 +385,12 @@ def test_dns_timeout_black_hole_resolver(instrumented):
     cares = by_path["c-ares"]
     assert cares.severity is Severity.ERROR and cares.count == 2
     assert cares.evidence["names"] == ["orders.seedance.test"]
-    assert 0.35 <= cares.params["dns_duration_median_s"] <= 1.5
+    assert 0.35 <= param(cares, "dns_duration_median_s") <= 1.5
     assert "not the TCP connect" in cares.summary
     assert "AsyncResolver(timeout=1.0, tries=2)" in cares.fix
     client = by_path["client_timeout"]
     assert client.count == 1
-    assert 0.25 <= client.params["dns_duration_max_s"] <= 1.5
+    assert 0.25 <= param(client, "dns_duration_max_s") <= 1.5
 
 
 def test_pool_exhaustion_posing_as_timeouts(instrumented):
@@ -398,7 +399,7 @@ def test_pool_exhaustion_posing_as_timeouts(instrumented):
 
     with HttpFaultServer(lambda info: Action.HANG) as server:
 
-        async def aiohttp_pair() -> list[Any]:
+        async def aiohttp_pair() -> tuple[Any, Any]:
             connector = aiohttp.TCPConnector(limit=1)
             timeout = aiohttp.ClientTimeout(total=None, connect=0.3, sock_read=0.6)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -412,7 +413,7 @@ def test_pool_exhaustion_posing_as_timeouts(instrumented):
 
                 return await asyncio.gather(one(), one())
 
-        async def httpx_pair() -> list[Any]:
+        async def httpx_pair() -> tuple[Any, Any]:
             limits = httpx.Limits(max_connections=1)
             timeout = httpx.Timeout(0.6, pool=0.3)
             async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:

@@ -28,7 +28,7 @@ import seedance_otel
 from seedance_otel import FaultKind, diagnose
 from seedance_otel.diagnosis import Finding, Severity
 
-from diagnosis_workload import Lane, mixed_lanes, run_lanes
+from diagnosis_workload import Lane, mixed_lanes, param, run_lanes
 from faultservers import Action, HttpFaultServer, RequestInfo
 from system_binaries import require
 
@@ -58,11 +58,11 @@ def assert_idle_timeout_found(findings: list[Finding], port: int, timeout_s: flo
     finding = only(findings, "stale_keepalive", port)
     assert finding.evidence["estimate_basis"] == basis, finding
     if basis == "idle_close":
-        estimate = finding.params["peer_idle_timeout_s"]
+        estimate = param(finding, "peer_idle_timeout_s")
         assert abs(estimate - timeout_s) <= ACCURACY * timeout_s, finding
     else:
-        assert finding.params["bracket_low_s"] < timeout_s <= finding.params["bracket_high_s"]
-    assert finding.params["recommended_keepalive_s"] < timeout_s
+        assert param(finding, "bracket_low_s") < timeout_s <= param(finding, "bracket_high_s")
+    assert param(finding, "recommended_keepalive_s") < timeout_s
     codes = {f.code for f in about(findings, port)}
     assert "max_connection_lifetime" not in codes and "max_requests_per_connection" not in codes
     for other in about(findings, port):
@@ -119,7 +119,7 @@ def test_nginx_idle_gaps_packed_at_the_timeout(instrumented, tmp_path):
     findings = diagnose()
     port = nginx.ports[0]
     finding = only(findings, "stale_keepalive", port)
-    reference = finding.params["peer_idle_timeout_s"] or finding.params["bracket_high_s"]
+    reference = finding.params["peer_idle_timeout_s"] or param(finding, "bracket_high_s")
     assert abs(reference - timeout_s) <= ACCURACY * timeout_s, finding
     codes = {f.code for f in about(findings, port)}
     assert codes <= {"stale_keepalive", "unexplained_resets"}, findings
@@ -260,9 +260,9 @@ def test_nginx_polled_less_often_than_its_timeout_gives_upper_bounds(instrumente
     assert finding.code == "stale_keepalive" and finding.severity is Severity.INFO
     assert finding.evidence["estimate_basis"] == "upper_bound"
     assert "only an upper bound" in finding.summary
-    assert 3.0 <= finding.params["bracket_high_s"] < 3.5
+    assert 3.0 <= param(finding, "bracket_high_s") < 3.5
     assert finding.params["safe_below_s"] == 2.0
-    assert finding.params["recommended_keepalive_s"] < 2.0  # below the real 2 s timeout
+    assert param(finding, "recommended_keepalive_s") < 2.0  # below the real 2 s timeout
     assert "To sharpen the estimate" in finding.fix
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,11 +15,14 @@ import seedance_otel
 from seedance_otel import FaultKind
 
 from faultservers import BlackHoleDNS
+from metric_points import attributes, histogram_points, metrics_by_name
 
 NAME = "api.seedance.test"
 
 
-def fetch(resolver_kwargs: dict, client_timeout: aiohttp.ClientTimeout) -> BaseException | None:
+def fetch(
+    resolver_kwargs: dict[str, Any], client_timeout: aiohttp.ClientTimeout
+) -> BaseException | None:
     async def main() -> BaseException | None:
         resolver = aiohttp.AsyncResolver(**resolver_kwargs)
         connector = aiohttp.TCPConnector(resolver=resolver)
@@ -93,16 +97,9 @@ def test_successful_lookups_feed_the_dns_metric():
     finally:
         seedance_otel.uninstrument()
         provider.shutdown()
-    points = [
-        point
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for metric in sm.metrics
-        if metric.name == "dns.lookup.duration"
-        for point in metric.data.data_points
-    ]
+    points = histogram_points(metrics_by_name(data)["dns.lookup.duration"])
     by_name = {
-        (p.attributes["dns.question.name"], p.attributes.get("error.type")): p for p in points
+        (attributes(p)["dns.question.name"], attributes(p).get("error.type")): p for p in points
     }
     assert ("localhost", None) in by_name
     failed = [key for key in by_name if key[0] == NAME]

@@ -26,6 +26,7 @@ from seedance_otel._collapse import WINDOW_NS, Collapser
 from seedance_otel._snapshot import ResetContextSnapshot as Snapshot
 
 from faultservers import Action, HttpFaultServer
+from metric_points import number_points
 
 STORM = 120
 
@@ -41,7 +42,7 @@ def fault_counter_total(reader: InMemoryMetricReader) -> int:
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 if metric.name == "seedance.connection.faults":
-                    total += sum(int(point.value) for point in metric.data.data_points)
+                    total += sum(int(point.value) for point in number_points(metric))
     return total
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections.abc import Sequence
 
 import pytest
 
@@ -30,7 +31,7 @@ def _chain_types(exc: BaseException) -> list[str]:
     return out
 
 
-def _is_subsequence(small: list, big: list) -> bool:
+def _is_subsequence(small: Sequence[object], big: Sequence[object]) -> bool:
     it = iter(big)
     return all(item in it for item in small)
 
@@ -121,15 +122,17 @@ def test_cancellation_passes_untouched_and_is_not_a_fault(instrumented, client):
     async def scenario(url: str) -> BaseException | None:
         if client == "aiohttp":
             session = aiohttp.ClientSession()
+            close = session.close
 
             async def call() -> None:
                 async with session.post(url, data=b"x") as resp:
                     await resp.read()
         else:
-            session = httpx.AsyncClient()
+            httpx_client = httpx.AsyncClient()
+            close = httpx_client.aclose
 
             async def call() -> None:
-                await session.post(url, content=b"x")
+                await httpx_client.post(url, content=b"x")
 
         task = asyncio.ensure_future(call())
         await asyncio.sleep(0.3)
@@ -139,10 +142,7 @@ def test_cancellation_passes_untouched_and_is_not_a_fault(instrumented, client):
         except BaseException as exc:  # noqa: BLE001 - the point of the test
             return exc
         finally:
-            if client == "aiohttp":
-                await session.close()
-            else:
-                await session.aclose()
+            await close()
         return None
 
     with HttpFaultServer(lambda info: Action.HANG) as server:

@@ -80,7 +80,9 @@ def test_opentelemetry_instrument_loads_us_without_aiohttp_or_httpx(monkeypatch)
 
     from seedance_otel.instrumentor import SeedanceInstrumentor
 
-    real_version = dependencies.version
+    # ``dependencies`` imports ``version`` without re-exporting it; the test
+    # replaces the name that module looks up.
+    real_version = dependencies.version  # type: ignore[attr-defined]
 
     def without_http_clients(name: str) -> str:
         if name.lower() in {"aiohttp", "httpx"}:

@@ -66,7 +66,8 @@ def test_restore_leaves_a_later_wrapper_in_place():
     patches = PatchSet("test")
     patches.replace(Target, "method", lambda original: lambda self: "ours:" + original(self))
     ours = Target.__dict__["method"]
-    Target.method = lambda self: "someone else"  # another tool replaced us
+    # Another tool replaced us.
+    Target.method = lambda self: "someone else"  # type: ignore[method-assign]
     patches.restore()
     assert Target().method() == "someone else"
     assert Target.__dict__["method"] is not ours

@@ -15,18 +15,19 @@ import socket
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import json_format
-from google.rpc import status_pb2
+from google.protobuf import json_format  # type: ignore[import-untyped]
+from google.rpc import status_pb2  # type: ignore[import-untyped]
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from seedance_otel.exporting.sinks import to_log_records
-from seedance_otel.receiver import Receiver
+from seedance_otel.receiver import ReceivedSnapshot, Receiver
 
 from snapshot_factory import make_snapshot
 
@@ -47,7 +48,7 @@ def receiver(jsonl: Path) -> Iterator[Receiver]:
         yield r
 
 
-def logs_request(**fields: object) -> logs_service_pb2.ExportLogsServiceRequest:
+def logs_request(**fields: Any) -> logs_service_pb2.ExportLogsServiceRequest:
     snapshot = make_snapshot(trace_id=TRACE_ID, span_id=SPAN_ID, **fields)
     records = to_log_records(
         [snapshot], Resource.create({"service.name": "limits"}), InstrumentationScope("t")
@@ -203,7 +204,7 @@ def test_bad_content_length_is_answered_at_once(
 
 
 def test_a_mistyped_record_is_400_and_never_written(receiver: Receiver, jsonl: Path) -> None:
-    printed = []
+    printed: list[ReceivedSnapshot] = []
     receiver._on_snapshot = printed.append
     body = mistyped_request().SerializeToString()
     status, _, answer = post(

@@ -9,13 +9,13 @@ import socket
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 
 import seedance_otel
-from seedance_otel import FaultKind, instrumentor
+from seedance_otel import FaultKind, ResetContextSnapshot, instrumentor
 from seedance_otel._dns import lookup_error_type
 from seedance_otel._names import exception_type_name
 from seedance_otel.exporting.attributes import (
@@ -27,6 +27,7 @@ from seedance_otel.exporting.metrics import Metrics
 from seedance_otel.exporting.sinks import to_log_records
 from seedance_otel.exporting.span_events import span_events_wanted
 
+from metric_points import attributes, histogram_points, metrics_by_name, number_points
 from snapshot_factory import make_snapshot
 
 
@@ -117,6 +118,7 @@ def test_log_record_keeps_two_clocks_and_the_span_s_own_flags(sampled, flags):
     assert log.timestamp == snapshot.timestamp_ns
     assert log.observed_timestamp > snapshot.timestamp_ns  # made now, from an older fault
     assert log.trace_flags == TraceFlags(flags)
+    assert snapshot.trace_id is not None
     assert log.trace_id == int(snapshot.trace_id, 16)
 
 
@@ -179,14 +181,8 @@ def test_dns_error_type_looks_through_the_wrapping_exception():
         assert lookup_error_type(outer) == "host_not_found"
 
 
-def metric_points(reader: InMemoryMetricReader) -> dict[str, list]:
-    data = reader.get_metrics_data()
-    out: dict[str, list] = {}
-    for rm in data.resource_metrics if data else []:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                out.setdefault(m.name, []).extend(m.data.data_points)
-    return out
+def metric_points(reader: InMemoryMetricReader) -> dict[str, Metric]:
+    return metrics_by_name(reader.get_metrics_data())
 
 
 def test_alpn_counter_has_one_type_and_no_placeholders():
@@ -195,7 +191,7 @@ def test_alpn_counter_has_one_type_and_no_placeholders():
     try:
         from seedance_otel._ring import RingBuffer
 
-        ring = RingBuffer(4)
+        ring: RingBuffer[ResetContextSnapshot] = RingBuffer(4)
         metrics = Metrics(ring.accounting, capacity=4, meter_provider=provider)
         metrics.on_snapshot(
             make_snapshot(
@@ -211,13 +207,13 @@ def test_alpn_counter_has_one_type_and_no_placeholders():
         points = metric_points(reader)
     finally:
         provider.shutdown()
-    [alpn] = points["seedance.tls.alpn.mismatches"]
-    assert dict(alpn.attributes) == {
+    [alpn] = number_points(points["seedance.tls.alpn.mismatches"])
+    assert dict(attributes(alpn)) == {
         "seedance.tls.alpn.offered": ("http/1.1",),
         "seedance.fault.kind": "alpn_mismatch",
     }
-    [fault] = points["seedance.connection.faults"]
-    assert "server.address" not in fault.attributes
+    [fault] = number_points(points["seedance.connection.faults"])
+    assert "server.address" not in attributes(fault)
 
 
 @pytest.fixture
@@ -236,7 +232,7 @@ def instrumented_with_metrics():
 def test_plain_asyncio_connections_are_not_counted_as_http(instrumented_with_metrics):
     reader = instrumented_with_metrics
 
-    async def main() -> dict[str, list]:
+    async def main() -> dict[str, Metric]:
         async def echo(reader_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             writer.write(await reader_.readline())
             await writer.drain()
@@ -259,11 +255,11 @@ def test_plain_asyncio_connections_are_not_counted_as_http(instrumented_with_met
     while_open = asyncio.run(main())
     after = metric_points(reader)
     assert "http.client.open_connections" not in while_open
-    [open_point] = while_open["seedance.asyncio.open_connections"]
+    [open_point] = number_points(while_open["seedance.asyncio.open_connections"])
     assert open_point.value == 1
-    assert open_point.attributes["server.address"] == "127.0.0.1"
+    assert attributes(open_point)["server.address"] == "127.0.0.1"
     assert "http.client.connection.duration" not in after
-    [duration] = after["seedance.asyncio.connection.duration"]
+    [duration] = histogram_points(after["seedance.asyncio.connection.duration"])
     assert duration.count == 1
 
 

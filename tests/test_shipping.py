@@ -16,6 +16,7 @@ from seedance_otel.receiver import Receiver
 
 from clients import run_steps
 from faultservers import Action, HttpFaultServer
+from metric_points import attributes, histogram_points, metrics_by_name, number_points
 
 
 @pytest.fixture
@@ -111,6 +112,7 @@ def test_span_event_on_the_active_span(shipping):
             run_steps("httpx-sync", [("POST", server.url("/pay"))])
     [span] = exporter.get_finished_spans()
     [event] = [e for e in span.events if e.name == EVENT_NAME]
+    assert event.attributes is not None
     assert event.attributes["seedance.fault.kind"] == "connection_reset"
     assert event.attributes["network.peer.port"] == server.port
     assert span.status.status_code.name == "UNSET"  # the event changes no status
@@ -131,26 +133,24 @@ def test_metrics(shipping):
     assert seedance_otel.flush(5)
     data = reader.get_metrics_data()
     provider.shutdown()
-    metrics = {
-        m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-    }
-    faults = metrics["seedance.connection.faults"].data.data_points
+    metrics = metrics_by_name(data)
+    faults = number_points(metrics["seedance.connection.faults"])
     assert sum(p.value for p in faults) == 21
-    assert {p.attributes["seedance.fault.kind"] for p in faults} == {"connection_reset"}
-    idle = metrics["seedance.connection.idle_before_fault"].data.data_points
+    assert {attributes(p)["seedance.fault.kind"] for p in faults} == {"connection_reset"}
+    idle = histogram_points(metrics["seedance.connection.idle_before_fault"])
     assert sum(p.count for p in idle) == 1
     assert 0.35 <= next(iter(idle)).sum <= 0.8
     assert 4.0 in next(iter(idle)).explicit_bounds
-    settled = metrics["seedance.snapshot.exported"].data.data_points
-    outcomes = {p.attributes.get("error.type"): p.value for p in settled}
+    settled = number_points(metrics["seedance.snapshot.exported"])
+    outcomes = {attributes(p).get("error.type"): p.value for p in settled}
     assert outcomes.get("exporter_none", 0) + outcomes.get("ring_overwrite", 0) == 21
     assert outcomes[None] == 0 and outcomes["export_failed"] == 0
     # Exact accounting: everything captured is settled or still queued.
-    [queued] = metrics["seedance.snapshot.queue.size"].data.data_points
+    [queued] = number_points(metrics["seedance.snapshot.queue.size"])
     assert sum(outcomes.values()) + queued.value == seedance_otel.stats()["captured"]
-    [capacity] = metrics["seedance.snapshot.queue.capacity"].data.data_points
+    [capacity] = number_points(metrics["seedance.snapshot.queue.capacity"])
     assert capacity.value == 16
-    duration = metrics["http.client.connection.duration"].data.data_points
+    duration = histogram_points(metrics["http.client.connection.duration"])
     assert sum(p.count for p in duration) >= 20
     # Semconv's advice for this instrument.
     assert list(duration[0].explicit_bounds) == [
@@ -183,17 +183,10 @@ def test_open_connections_idle_and_active(shipping):
             client.get(server.url("/a"))
             data = reader.get_metrics_data()
     provider.shutdown()
-    points = [
-        p
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == "http.client.open_connections"
-        for p in m.data.data_points
-    ]
-    by_state = {p.attributes["http.connection.state"]: p.value for p in points}
+    points = number_points(metrics_by_name(data)["http.client.open_connections"])
+    by_state = {attributes(p)["http.connection.state"]: p.value for p in points}
     assert by_state.get("idle") == 1
-    assert points[0].attributes["server.port"] == server.port
+    assert attributes(points[0])["server.port"] == server.port
 
 
 def test_jsonl_sink(tmp_path, shipping):
@@ -267,17 +260,10 @@ def test_metrics_follow_a_new_instrument_after_uninstrument(shipping):
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
 
-    def dropped_total() -> int:
-        data = reader.get_metrics_data()
-        return sum(
-            p.value
-            for rm in data.resource_metrics
-            for sm in rm.scope_metrics
-            for m in sm.metrics
-            if m.name == "seedance.snapshot.exported"
-            for p in m.data.data_points
-            if p.attributes.get("error.type") == "exporter_none"
-        )
+    def dropped_total() -> float:
+        exported = metrics_by_name(reader.get_metrics_data()).get("seedance.snapshot.exported")
+        points = number_points(exported) if exported is not None else []
+        return sum(p.value for p in points if attributes(p).get("error.type") == "exporter_none")
 
     with HttpFaultServer(lambda info: Action.RST) as server:
         shipping(exporter="none", providers={"meter_provider": provider})

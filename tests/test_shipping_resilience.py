@@ -231,7 +231,8 @@ def test_interpreter_exit_flushes_after_asyncio_run(protocol):
         )
         assert proc.returncode == 0, proc.stderr
         assert receiver.wait_for_snapshots(1, 10)
-        assert receiver.snapshots[0].snapshot.url.endswith("/bye")
+        url = receiver.snapshots[0].snapshot.url
+        assert url is not None and url.endswith("/bye")
 
 
 def test_exit_is_bounded_when_the_collector_hangs():
@@ -291,7 +292,9 @@ def test_fork_child_ships_its_own_and_nothing_twice():
         assert proc.returncode == 0, proc.stderr
         assert receiver.wait_for_snapshots(6, 10)
         time.sleep(0.5)  # anything shipped twice would arrive by now
-        paths = sorted(item.snapshot.url.split("/", 3)[3] for item in receiver.snapshots)
+        urls = [item.snapshot.url for item in receiver.snapshots if item.snapshot.url is not None]
+        assert len(urls) == len(receiver.snapshots)
+        paths = sorted(url.split("/", 3)[3] for url in urls)
     assert paths == ["child/0", "child/1", "parent/0", "parent/1", "parent/2", "parent/unflushed"]
 
 

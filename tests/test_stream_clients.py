@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -39,8 +40,8 @@ def test_the_client_is_the_module_that_opened_the_connection(instrumented):
     assert snap.client_library == "fakedriver"
 
 
-def stream_reset(idle: float, client: str | None, **fields: object):
-    values: dict[str, object] = dict(
+def stream_reset(idle: float, client: str | None, **fields: Any):
+    values: dict[str, Any] = dict(
         library="asyncio",
         client_library=client,
         server_address="db.test",

@@ -71,9 +71,9 @@ def test_no_span_no_ids(instrumented):
 def test_opentracing_jaeger_client_fallback(instrumented):
     """No OTel span, but a legacy jaeger-client span is active: its ids are used."""
     import opentracing
-    from jaeger_client import Tracer
     from jaeger_client.reporter import InMemoryReporter
     from jaeger_client.sampler import ConstSampler
+    from jaeger_client.tracer import Tracer
 
     reporter = InMemoryReporter()
     tracer = Tracer("legacy-service", reporter=reporter, sampler=ConstSampler(True))
