@@ -10,6 +10,7 @@ the two packages at once, uninstall) and check its diagnosis texts.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpcore2
 import httpx
@@ -106,7 +107,7 @@ def test_httpx_and_httpx2_at_once(instrumented):
     """Both packages hooked in one process: each fault once, under its own library."""
     with HttpFaultServer(middlebox_idle_s=MIDDLEBOX_S) as server:
 
-        async def main() -> list[object]:
+        async def main() -> tuple[object, object]:
             async with httpx.AsyncClient() as one, httpx2.AsyncClient() as two:
                 await asyncio.gather(one.get(server.url("/1")), two.get(server.url("/2")))
                 await asyncio.sleep(IDLE_S)
@@ -157,7 +158,7 @@ def test_sync_client_socket_is_our_peer(instrumented):
     assert isinstance(snap.socket_cookie, int) and snap.socket_cookie > 0
 
 
-def _retry_once_in(tracer, server, same_span: bool) -> dict:
+def _retry_once_in(tracer, server, same_span: bool) -> dict[str, Any]:
     """A stale reset, then the request again on a new connection (in the same span or not)."""
 
     async def main() -> None:
@@ -241,4 +242,5 @@ def test_stale_reuse_under_uvloop(instrumented):
     [snap] = seedance_otel.snapshots()
     assert (snap.library, snap.kind) == ("httpx2", FaultKind.CONNECTION_RESET)
     assert snap.connection_reused is True and snap.local_port == ports[0]
+    assert snap.connection_idle_s is not None
     assert IDLE_S - 0.05 <= snap.connection_idle_s <= IDLE_S + TOLERANCE_S

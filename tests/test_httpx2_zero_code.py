@@ -34,11 +34,12 @@ with httpx2.Client() as client:
 
 def test_instrumentor_loads_with_httpx2_alone(monkeypatch):
     """Only httpx2 installed (as under the SDKs): no dependency conflict."""
-    real_version = dependencies.version
+    # Not re-exported by that module; patched where it is looked up.
+    real_version = dependencies.version  # type: ignore[attr-defined]
 
     def version(name: str) -> str:
         if name in ("aiohttp", "httpx"):
-            raise dependencies.PackageNotFoundError(name)
+            raise dependencies.PackageNotFoundError(name)  # type: ignore[attr-defined]
         return real_version(name)
 
     monkeypatch.setattr(dependencies, "version", version)

@@ -107,13 +107,15 @@ def runs():
 def _result(runs: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in runs:
         pytest.skip("needs root for a private network namespace (unshare -n) and nftables")
-    return runs[name]
+    result: dict[str, Any] = runs[name]
+    return result
 
 
 def _finding(result: dict[str, Any], code: str) -> dict[str, Any]:
     found = [f for f in result["findings"] if f["code"] == code]
     assert len(found) == 1, [(f["code"], f["summary"]) for f in result["findings"]]
-    return found[0]
+    finding: dict[str, Any] = found[0]
+    return finding
 
 
 def _check_diagnosis(result: dict[str, Any], sdk: str, idle_s: float) -> dict[str, Any]:
