@@ -27,7 +27,7 @@ import tracemalloc
 from collections.abc import Iterator
 
 import seedance_otel
-from seedance_otel import FaultKind, ResetContextSnapshot, _api, _runtime
+from seedance_otel import FaultKind, ResetContextSnapshot, _runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -104,7 +104,7 @@ def throughput(protocol: str, port: int, count: int) -> float:
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
     os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
     seedance_otel.uninstrument()
-    _api.start({"exporter": "otlp", "ring_size": 65536, "metrics": False}, {})
+    seedance_otel.instrument(exporter="otlp", ring_size=65536, metrics=False)
     runtime = _runtime.RUNTIME
     assert runtime is not None
     samples = [sample_snapshot(i) for i in range(1000)]
@@ -146,7 +146,7 @@ def loop_lag_p99_ms(instrumented: bool, collector_port: int, seconds: float) -> 
     if instrumented:
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{collector_port}"
         os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
-        _api.start({"exporter": "otlp", "ring_size": 256, "export_interval_ms": 100}, {})
+        seedance_otel.instrument(exporter="otlp", ring_size=256, export_interval_ms=100)
 
     async def main(url: str) -> list[float]:
         lags: list[float] = []
