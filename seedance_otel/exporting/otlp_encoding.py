@@ -29,7 +29,7 @@ numbers are those of ``opentelemetry/proto/logs/v1/logs.proto`` and
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -159,13 +159,35 @@ class LogsRequestEncoder:
         self._floats: dict[str, bytes] = {}
         """Per key: the constant head of its double-valued field (the value is 8 bytes)."""
 
-    def encode(self, snapshots: Sequence[ResetContextSnapshot], observed_ns: int) -> bytes:
-        """The serialized request: one ``ResourceLogs``, one ``ScopeLogs``, the batch's records."""
+    def encode(
+        self,
+        snapshots: Sequence[ResetContextSnapshot],
+        observed_ns: int,
+        *,
+        pause: Callable[[], object] | None = None,
+        pause_every: int = 32,
+    ) -> bytes:
+        """The serialized request: one ``ResourceLogs``, one ``ScopeLogs``, the batch's records.
+
+        ``pause`` is called after every ``pause_every`` records: encoding
+        holds the GIL, and the caller lets other threads run there.
+        """
         if not snapshots:
             return b""
         observed = b"\x59" + _pack_fixed64(observed_ns) if observed_ns else b""
-        records = b"".join([_field(b"\x12", self.encode_record(s, observed)) for s in snapshots])
-        scope_logs = _field(b"\x12", self._scope + records + self._scope_schema)
+        encode_record = self.encode_record
+        if pause is None:
+            records = [_field(b"\x12", encode_record(s, observed)) for s in snapshots]
+        else:
+            records = []
+            for start in range(0, len(snapshots), pause_every):
+                if start:
+                    pause()
+                records += [
+                    _field(b"\x12", encode_record(s, observed))
+                    for s in snapshots[start : start + pause_every]
+                ]
+        scope_logs = _field(b"\x12", self._scope + b"".join(records) + self._scope_schema)
         return _field(b"\x0a", self._resource + scope_logs + self._resource_schema)
 
     def encode_record(self, snapshot: ResetContextSnapshot, observed: bytes) -> bytes:
