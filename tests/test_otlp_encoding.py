@@ -143,6 +143,8 @@ def test_cached_values_never_cross_types_or_keys():
         [every_field(connection_idle_s=1, connection_age_s=1.0, connection_requests=1)],
         [every_field(connection_idle_s=1.0, connection_age_s=1, connection_requests=True)],
         [every_field(connection_reused=True, connection_requests=1)],
+        [every_field(alpn_offered=("1",)), every_field(alpn_offered=(1,))],
+        [every_field(alpn_offered=(True,)), every_field(alpn_offered=("1",))],
     ]
     for batch in batches:
         expected, observed_ns = sdk_request(batch)

@@ -28,6 +28,7 @@ numbers are those of ``opentelemetry/proto/logs/v1/logs.proto`` and
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -209,12 +210,12 @@ class LogsRequestEncoder:
                 table = strings.get(key)
                 encoded = table.get(value) if table is not None else None
                 if encoded is None:
-                    encoded = _remember(strings, key, value)
+                    encoded = _remember(strings, key, value, _string_field(key, value))
             elif cls is int:
                 table = ints.get(key)
                 encoded = table.get(value) if table is not None else None
                 if encoded is None:
-                    encoded = _remember(ints, key, value)
+                    encoded = _remember(ints, key, value, _int_field(key, value))
             elif cls is float:
                 head = floats.get(key)
                 if head is None:
@@ -223,14 +224,18 @@ class LogsRequestEncoder:
                 encoded = head + _pack_double(value)
             elif cls is bool:
                 encoded = bools.get((key, value)) or _remember_bool(bools, key, value)
-            elif (cls is list or cls is tuple) and all(v.__class__ is str for v in value):
-                items = tuple(value)  # ALPN offers: a list of strings
+            elif cls is list or cls is tuple:
+                # ALPN offers. A hit is right: only all-string tuples are
+                # kept, and a string equals nothing but a string.
+                items = tuple(value)
                 table = texts.get(key)
                 encoded = table.get(items) if table is not None else None
                 if encoded is None:
-                    encoded = _remember(texts, key, items)
+                    encoded = _attribute(key, items)
+                    if all(item.__class__ is str for item in items):
+                        _remember(texts, key, items, encoded)
             else:  # anything else: encoded each time
-                encoded = _field(_ATTRIBUTE_TAG, _key_value(key, value))
+                encoded = _attribute(key, value)
             append(encoded)
         append(_trace_fields(snapshot.trace_id, snapshot.span_id))
         append(observed)
@@ -239,13 +244,12 @@ class LogsRequestEncoder:
 
 
 def _remember_bool(table: dict[tuple[str, bool], bytes], key: str, value: bool) -> bytes:
-    encoded = table[key, value] = _field(_ATTRIBUTE_TAG, _key_value(key, value))
+    encoded = table[key, value] = _attribute(key, value)
     return encoded
 
 
-def _remember(tables: dict[str, dict[Any, bytes]], key: str, value: Any) -> bytes:
-    """Encode one attribute field and keep it in ``key``'s bounded table."""
-    encoded = _field(_ATTRIBUTE_TAG, _key_value(key, value))
+def _remember(tables: dict[str, dict[Any, bytes]], key: str, value: Any, encoded: bytes) -> bytes:
+    """Keep ``value``'s encoded field in ``key``'s bounded table."""
     table = tables.get(key)
     if table is None:
         table = tables[key] = {}
@@ -253,6 +257,34 @@ def _remember(tables: dict[str, dict[Any, bytes]], key: str, value: Any) -> byte
         table.clear()  # a high-cardinality key (timestamps, ports) refills its own table only
     table[value] = encoded
     return encoded
+
+
+def _attribute(key: str, value: Any) -> bytes:
+    """One ``attributes`` field of a log record: ``KeyValue{key, value}``."""
+    return _field(_ATTRIBUTE_TAG, _key_value(key, value))
+
+
+@functools.lru_cache(maxsize=256)
+def _key_head(key: str) -> bytes:
+    """``KeyValue.key`` followed by the tag of ``KeyValue.value``."""
+    return _field(b"\x0a", key.encode("utf-8")) + b"\x12"
+
+
+def _string_field(key: str, value: str) -> bytes:
+    """:func:`_attribute` for a string value, without the generic dispatch (cache misses)."""
+    return _wrap(_key_head(key), _field(b"\x0a", value.encode("utf-8")))
+
+
+def _int_field(key: str, value: int) -> bytes:
+    """:func:`_attribute` for an int value (timestamps, cookies, ports: mostly misses)."""
+    return _wrap(_key_head(key), b"\x18" + _varint(value))
+
+
+def _wrap(head: bytes, any_value: bytes) -> bytes:
+    size = len(any_value)
+    key_value = head + (_SMALL[size] if size < 0x80 else _varint(size)) + any_value
+    size = len(key_value)
+    return _ATTRIBUTE_TAG + (_SMALL[size] if size < 0x80 else _varint(size)) + key_value
 
 
 def _trace_fields(trace_id: str | None, span_id: str | None) -> bytes:
