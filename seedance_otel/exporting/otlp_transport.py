@@ -120,6 +120,8 @@ def _http_exporter() -> Any:
                 outcome = self._client.export(payload)
                 if not outcome.success:
                     result.error = outcome.error
+                    if outcome.status_code is not None:
+                        result.error_attrs = {"http.response.status_code": outcome.status_code}
                     return False
             return True
 
