@@ -397,3 +397,15 @@ def test_collector_down_counts_the_batch_as_failed(monkeypatch, protocol):
         assert sink.export([every_field()]) == ExportOutcome.FAILED
     finally:
         sink.shutdown()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 65535, 2**32, 2**56, 2**63 - 1, -1, -(2**63), -104],
+)
+def test_integers_are_encoded_as_protobuf_does(value):
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    from seedance_otel.exporting.otlp_encoding import encode_value
+
+    assert encode_value(value) == AnyValue(int_value=value).SerializeToString()

@@ -56,7 +56,9 @@ def _varint(value: int) -> bytes:
         value &= 0xFFFF_FFFF_FFFF_FFFF
     if value < 0x80:
         return _SMALL[value]
-    out = bytearray()
+    if value < 0x4000:  # ports, lengths: two bytes without the loop
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    out = []
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
