@@ -409,3 +409,32 @@ def test_integers_are_encoded_as_protobuf_does(value):
     from seedance_otel.exporting.otlp_encoding import encode_value
 
     assert encode_value(value) == AnyValue(int_value=value).SerializeToString()
+
+
+def test_encoding_lets_other_threads_run_between_slices():
+    """The encoder holds the GIL; it must hand it over every ``pause_every`` records."""
+    pauses = []
+    snapshots = [every_field(i) for i in range(100)]
+    encoder = LogsRequestEncoder(RESOURCE, SCOPE)
+    paused = encoder.encode(snapshots, 7, pause=lambda: pauses.append(1), pause_every=32)
+    assert len(pauses) == 3  # after records 32, 64 and 96
+    assert paused == encoder.encode(snapshots, 7)
+
+
+def test_an_http_request_over_the_exporters_size_limit_fails_whole(monkeypatch, caplog):
+    import logging
+
+    with http_capture() as (port, captured):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+        sink = OtlpSink()
+        try:
+            sink._exporter._max_request_size = 1000  # a snapshot is ~1.1 KiB
+            with caplog.at_level(logging.WARNING, logger="seedance_otel"):
+                assert sink.export([every_field()]) == ExportOutcome.FAILED
+            sink._exporter._max_request_size = 10_000
+            assert sink.export([every_field()]) == ExportOutcome.EXPORTED
+        finally:
+            sink.shutdown()
+    assert len(captured.requests) == 1
+    assert any("max_request_size" in r.getMessage() for r in caplog.records)
