@@ -10,6 +10,7 @@ on real loopback servers, gRPC and HTTP.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import http.server
 import threading
@@ -27,7 +28,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from seedance_otel import FaultKind
+from seedance_otel import FaultKind, ResetContextSnapshot
 from seedance_otel._version import __version__
 from seedance_otel.exporting import otlp_transport
 from seedance_otel.exporting.otlp_encoding import LogsRequestEncoder
@@ -48,6 +49,11 @@ RESOURCE = Resource.create(
     }
 )
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+SNAPSHOT_FIELDS = {f.name for f in dataclasses.fields(ResetContextSnapshot)}
+KEEPS_SAMPLED = "trace_sampled" in SNAPSHOT_FIELDS
+"""Snapshots that keep their span's sampled flag ship it in the record's flags."""
 
 
 def every_field(i: int = 0, **fields):
@@ -75,6 +81,8 @@ def every_field(i: int = 0, **fields):
         peer_reuse_ok_count=100 + i,
     )
     values.update(fields)
+    if KEEPS_SAMPLED and values["trace_id"] and values["span_id"]:
+        values.setdefault("trace_sampled", i % 2 == 0)  # both ways in every batch
     return make_snapshot(**values)
 
 
@@ -134,6 +142,20 @@ def test_same_bytes_as_the_sdk_encoder(case):
         ours = encoder.encode(snapshots, observed_ns)
         assert ExportLogsServiceRequest.FromString(ours) == expected
         assert ours == expected.SerializeToString(deterministic=True)
+
+
+@pytest.mark.skipif(not KEEPS_SAMPLED, reason="snapshots here do not keep the sampled flag")
+def test_sampled_flag_as_the_sdk_sets_it():
+    snapshots = [
+        every_field(0, trace_sampled=True),
+        every_field(1, trace_sampled=False),
+        every_field(2, trace_sampled=True, trace_id="0" * 32),
+        every_field(3, trace_sampled=True, trace_id=None),
+    ]
+    expected, observed_ns = sdk_request(snapshots)
+    assert [r.flags for r in expected.resource_logs[0].scope_logs[0].log_records] == [1, 0, 1, 0]
+    ours = LogsRequestEncoder(RESOURCE, SCOPE).encode(snapshots, observed_ns)
+    assert ours == expected.SerializeToString()
 
 
 def test_cached_values_never_cross_types_or_keys():

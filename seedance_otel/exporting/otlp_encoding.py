@@ -239,7 +239,9 @@ class LogsRequestEncoder:
             else:  # anything else: encoded each time
                 encoded = _attribute(key, value)
             append(encoded)
-        append(_trace_fields(snapshot.trace_id, snapshot.span_id))
+        # ``trace_sampled``: the span's sampled flag, on snapshots that keep it.
+        sampled = getattr(snapshot, "trace_sampled", None)
+        append(_trace_fields(snapshot.trace_id, snapshot.span_id, sampled))
         append(observed)
         append(_EVENT_NAME)
         return b"".join(parts)
@@ -289,19 +291,25 @@ def _wrap(head: bytes, any_value: bytes) -> bytes:
     return _ATTRIBUTE_TAG + (_SMALL[size] if size < 0x80 else _varint(size)) + key_value
 
 
-def _trace_fields(trace_id: str | None, span_id: str | None) -> bytes:
-    """``trace_id`` / ``span_id`` fields, as the SDK sets them from the record's context.
+_SAMPLED_FLAGS = b"\x45\x01\x00\x00\x00"
+"""``flags`` (fixed32, field 8) with the W3C sampled bit."""
+
+
+def _trace_fields(trace_id: str | None, span_id: str | None, sampled: bool | None) -> bytes:
+    """``flags``, ``trace_id`` and ``span_id``, as the SDK sets them from the record's context.
 
     Both ids are needed (the record's context is the snapshot's span); an id
     that is zero is omitted, and so is a malformed pair (the SDK would fail
-    the whole batch on it).
+    the whole batch on it). The flags say sampled only when the span was.
     """
     if not (trace_id and span_id):
         return b""
     try:
         trace = int(trace_id, 16)
         span = int(span_id, 16)
-        out = b"\x4a\x10" + trace.to_bytes(16, "big") if trace else b""
+        out = _SAMPLED_FLAGS if sampled else b""
+        if trace:
+            out += b"\x4a\x10" + trace.to_bytes(16, "big")
         if span:
             out += b"\x52\x08" + span.to_bytes(8, "big")
     except (ValueError, OverflowError):
