@@ -168,7 +168,7 @@ class LogsRequestEncoder:
         observed_ns: int,
         *,
         pause: Callable[[], object] | None = None,
-        pause_every: int = 32,
+        pause_every: int = 16,
     ) -> bytes:
         """The serialized request: one ``ResourceLogs``, one ``ScopeLogs``, the batch's records.
 

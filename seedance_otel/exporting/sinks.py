@@ -171,8 +171,10 @@ wire: a gRPC request of 128 is ~140 KiB, far below a collector's default
 accepted or refused whole); HTTP has a larger limit (the collector's 20 MiB)
 and more cost per request (~1.5 us per snapshot at 128, half that at 512)."""
 
-ENCODE_SLICE = 32
-"""Records encoded between two GIL releases: ~0.3-0.5 ms of Python."""
+ENCODE_SLICE = 16
+"""Records encoded between two GIL releases: ~0.2 ms of Python. Measured
+(loop lag p99 over a nothing-shipping control, median of 6 rounds): 16 adds
+0.5 ms at 31,000 snapshots/s, 32 adds 0.7 ms at 36,000/s, 64 adds 1.4 ms."""
 
 
 def _let_other_threads_run() -> None:
