@@ -1,20 +1,22 @@
 """Snapshots straight to the bytes of an OTLP ``ExportLogsServiceRequest``.
 
 The SDK's ``encode_logs`` builds one protobuf message object per attribute,
-value and record in Python: about 90 us per ~26-attribute snapshot, holding
-the GIL, which caps shipping near 9,000 snapshots/s and stalls an
+value and record in Python: about 90 us per ~26-attribute snapshot here,
+holding the GIL, which caps shipping near 9,000 snapshots/s and stalls an
 application's event loop. Building the same messages with
-opentelemetry-proto's generated classes directly costs nearly as much (the
-cost is the per-field object churn, not the SDK's code around it).
+opentelemetry-proto's generated classes directly measured 75-85 us (the cost
+is the per-field object churn, not the SDK's code around it); writing the
+wire format, 12-15 us.
 
 This module writes the protobuf wire format itself, for the one message
 shape we send, from the attributes :func:`~.attributes.snapshot_to_attributes`
 gives (the wire mapping is not repeated here). What makes it cheap:
 
 * the resource and the instrumentation scope are encoded once per sink;
-* an attribute's whole encoded ``KeyValue`` field is cached per (key, value)
-  in a bounded table, so the values a fault storm repeats - peer, kind,
-  library, error, message - cost one dict look-up each;
+* an attribute's whole encoded ``KeyValue`` field is cached per key and
+  value (one bounded table per key and value type), so the values a fault
+  storm repeats - peer, kind, library, error, message - cost a dict look-up
+  each; floats and booleans use per-key prefixes;
 * absent values were already left out by the attribute mapping, and zero
   scalars are omitted as proto3 does.
 
