@@ -1,16 +1,24 @@
-"""Shipping: throughput to a receiver, capture cost while shipping, event-loop lag, ring memory.
+"""Shipping: encoder cost, throughput, event-loop lag while shipping, capture cost, ring memory.
 
-Prints:
+Prints, for the SDK's encoder (``encode_logs``) and ours side by side in the
+same run:
 
-* sustained shipping throughput (snapshots/s) from the ring to a
-  ``seedance-otel receive`` process over OTLP/gRPC and OTLP/HTTP on loopback
-  (target >= 50,000/s);
+* CPU per snapshot of one export (encode + send, all the process's threads)
+  and the snapshots/s one thread reaches exporting back to back (budget
+  <= 20 us, >= 50,000/s), over OTLP/gRPC and OTLP/HTTP to a counting OTLP
+  endpoint (``benchmarks._otlp_sink``, standing for a remote collector);
+* sustained shipping throughput (snapshots/s) through ``instrument()``'s ring
+  and shipper, to that endpoint and to a ``seedance-otel receive`` process
+  (which decodes every record in Python and sets its own pace), gRPC and HTTP;
+* asyncio event-loop lag p50/p99 in this process while a thread exports at
+  full speed, against the same loop with nothing shipping, in alternating
+  rounds (budget: p99 +1 ms);
 * the cost of one capture while the shipper exports (p50/p99; budget p99 <= 20 us);
 * event-loop lag p99 during a fault storm with the collector down, against the
   same loop and storm without instrumentation (budget: <= 1 ms more);
 * bytes per snapshot held in the ring, and the default ring's size (budget <= 16 MiB).
 
-Usage: python -m benchmarks.shipping [--snapshots 200000] [--quick]
+Usage: python -m benchmarks.shipping [--snapshots 50000] [--rounds 5] [--quick]
 """
 
 from __future__ import annotations
@@ -20,14 +28,16 @@ import asyncio
 import contextlib
 import os
 import socket
+import statistics
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import seedance_otel
-from seedance_otel import FaultKind, ResetContextSnapshot, _runtime, instrumentor
+from seedance_otel import FaultKind, ResetContextSnapshot, _runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,6 +79,144 @@ def receiver_process() -> Iterator[tuple[int, int]]:
         proc.wait(10)
 
 
+@contextlib.contextmanager
+def counting_endpoint() -> Iterator[tuple[int, int]]:
+    """``benchmarks._otlp_sink`` in its own process: (gRPC port, HTTP port)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._otlp_sink"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        words = proc.stdout.readline().split()
+        if words[:1] != ["listening"]:
+            raise RuntimeError(f"OTLP endpoint did not start: {words}")
+        yield int(words[1]), int(words[2])
+        proc.stdin.close()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+ENCODERS = ("sdk", "ours")
+
+
+@contextlib.contextmanager
+def encoder(which: str) -> Iterator[None]:
+    """Sinks made inside use the SDK's ``encode_logs`` (``sdk``) or ours."""
+    from seedance_otel.exporting import sinks
+
+    real = sinks.encoded_exporter
+    if which == "sdk":
+        sinks.encoded_exporter = lambda protocol: None
+    try:
+        yield
+    finally:
+        sinks.encoded_exporter = real
+
+
+def otlp_sink(protocol: str, port: int, which: str):
+    from seedance_otel.exporting.sinks import OtlpSink
+
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+    sink = OtlpSink(fast=which == "ours")
+    assert sink.encodes_itself is (which == "ours")
+    return sink
+
+
+def export_cost(protocol: str, port: int, which: str, count: int) -> tuple[float, float]:
+    """(CPU us per snapshot, snapshots/s) of one thread exporting back to back."""
+    sink = otlp_sink(protocol, port, which)
+    step = sink.max_records_per_request
+    batches = [
+        [sample_snapshot(i) for i in range(start, start + step)] for start in range(0, 1024, step)
+    ]
+    sink.export(batches[0])  # connect
+    done = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    while done < count:
+        if sink.export(batches[(done // step) % len(batches)]) != "exported":
+            raise RuntimeError(f"export failed ({which}, {protocol})")
+        done += step
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    sink.shutdown()
+    return cpu / done * 1e6, done / wall
+
+
+def lag_rounds(protocol: str, port: int, rounds: int, seconds: float) -> dict[str, list[float]]:
+    """Per round, the event loop's lag p50/p99 (ms) with nothing shipping and
+    with a thread exporting 512-snapshot batches at full speed (as the
+    shipper does: one request per ``max_records_per_request``, a GIL release
+    between requests), for each encoder; the rounds alternate."""
+    sinks = {which: otlp_sink(protocol, port, which) for which in ENCODERS}
+    batch = [sample_snapshot(i) for i in range(512)]
+    out: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for which in ("none", *ENCODERS):
+            sink = sinks.get(which)
+            p50, p99, rate = loop_lag_while(
+                None if sink is None else shipping_work(sink, batch), seconds
+            )
+            out.setdefault(f"{which} p50", []).append(p50)
+            out.setdefault(f"{which} p99", []).append(p99)
+            out.setdefault(f"{which} rate", []).append(rate)
+    for sink in sinks.values():
+        sink.shutdown()
+    return out
+
+
+def shipping_work(sink, batch):
+    step = sink.max_records_per_request
+
+    def work() -> int:
+        for start in range(0, len(batch), step):
+            if start:
+                time.sleep(0)
+            sink.export(batch[start : start + step])
+        return len(batch)
+
+    return work
+
+
+def loop_lag_while(work: Callable[[], int] | None, seconds: float) -> tuple[float, float, float]:
+    """Lateness of a 1 ms asyncio ticker (p50, p99 in ms) while ``work`` runs
+    back to back in a thread, and the snapshots/s it got through."""
+    stop = threading.Event()
+    shipped = [0]
+
+    def worker() -> None:
+        assert work is not None
+        while not stop.is_set():
+            shipped[0] += work()
+
+    async def ticker() -> list[float]:
+        lags = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append((time.perf_counter() - before - 0.001) * 1000)
+        return lags
+
+    thread = threading.Thread(target=worker) if work is not None else None
+    if thread is not None:
+        thread.start()
+    started = time.perf_counter()
+    lags = asyncio.run(ticker())
+    elapsed = time.perf_counter() - started
+    stop.set()
+    if thread is not None:
+        thread.join()
+    lags.sort()
+    return statistics.median(lags), lags[int(len(lags) * 0.99) - 1], shipped[0] / elapsed
+
+
 def sample_snapshot(i: int) -> ResetContextSnapshot:
     return ResetContextSnapshot(
         kind=FaultKind.CONNECTION_RESET,
@@ -100,11 +248,15 @@ def sample_snapshot(i: int) -> ResetContextSnapshot:
     )
 
 
-def throughput(protocol: str, port: int, count: int) -> float:
+def throughput(protocol: str, port: int, count: int, which: str = "ours") -> float:
+    """Snapshots/s published into the ring and shipped by ``instrument()``'s shipper."""
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
     os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
     seedance_otel.uninstrument()
-    instrumentor.start({"exporter": "otlp", "ring_size": 65536, "metrics": False}, {})
+    with encoder(which):
+        seedance_otel.instrument(
+            exporter="otlp", ring_size=65536, metrics=False, span_events=False
+        )
     runtime = _runtime.RUNTIME
     assert runtime is not None
     samples = [sample_snapshot(i) for i in range(1000)]
@@ -146,7 +298,7 @@ def loop_lag_p99_ms(instrumented: bool, collector_port: int, seconds: float) -> 
     if instrumented:
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{collector_port}"
         os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
-        instrumentor.start({"exporter": "otlp", "ring_size": 256, "export_interval_ms": 100}, {})
+        seedance_otel.instrument(exporter="otlp", ring_size=256, export_interval_ms=100)
 
     async def main(url: str) -> list[float]:
         lags: list[float] = []
@@ -195,24 +347,76 @@ def closed_port() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snapshots", type=int, default=200_000)
-    parser.add_argument("--quick", action="store_true", help="20,000 snapshots, short storms")
+    parser.add_argument("--snapshots", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5, help="event-loop lag rounds")
+    parser.add_argument("--quick", action="store_true", help="10,000 snapshots, short runs")
     args = parser.parse_args()
-    count = 20_000 if args.quick else args.snapshots
+    count = 10_000 if args.quick else args.snapshots
+    rounds, round_s = (2, 1.0) if args.quick else (args.rounds, 2.0)
     storm_s = 2.0 if args.quick else 5.0
     print(f"seedance-otel {seedance_otel.__version__}, Python {sys.version.split()[0]}")
-    with receiver_process() as (grpc_port, http_port):
-        for protocol, port in (("grpc", grpc_port), ("http/protobuf", http_port)):
-            rate = throughput(protocol, port, count)
+    protocols = ("grpc", "http/protobuf")
+    with counting_endpoint() as (sink_grpc, sink_http), receiver_process() as (rec_grpc, rec_http):
+        sink_ports = dict(zip(protocols, (sink_grpc, sink_http), strict=True))
+        receiver_ports = dict(zip(protocols, (rec_grpc, rec_http), strict=True))
+        print("export cost, one thread exporting back to back to a counting OTLP endpoint:")
+        for protocol in protocols:
+            costs = {
+                which: export_cost(protocol, sink_ports[protocol], which, count // 4)
+                for which in ENCODERS
+            }
+            (sdk_cpu, sdk_rate), (cpu, rate) = costs["sdk"], costs["ours"]
             print(
-                f"shipping throughput, OTLP {protocol}: {rate:,.0f} snapshots/s "
-                f"({count:,} snapshots; target >= 50,000/s)",
+                f"  OTLP {protocol}: SDK encoder {sdk_cpu:.1f} us CPU/snapshot, "
+                f"{sdk_rate:,.0f}/s; ours {cpu:.1f} us, {rate:,.0f}/s "
+                f"(x{sdk_cpu / cpu:.1f} less CPU; budget <= 20 us, >= 50,000/s)",
                 flush=True,
             )
-        p50, p99 = capture_cost_while_shipping(grpc_port)
+        print("shipping throughput through instrument()'s ring and shipper:")
+        for target, ports in (("counting endpoint", sink_ports), ("receiver", receiver_ports)):
+            for protocol in protocols:
+                rates = {
+                    which: throughput(protocol, ports[protocol], count, which)
+                    for which in ENCODERS
+                }
+                print(
+                    f"  to the {target}, OTLP {protocol}: SDK encoder "
+                    f"{rates['sdk']:,.0f}/s, ours {rates['ours']:,.0f}/s "
+                    f"({count:,} snapshots; target >= 50,000/s)",
+                    flush=True,
+                )
+        lags = lag_rounds("grpc", sink_grpc, rounds, round_s)
+        med = {name: statistics.median(values) for name, values in lags.items()}
         print(
-            f"capture cost while shipping: p50 {p50:.1f} us, p99 {p99:.1f} us",
-            "(budget p99 <= 20 us)",
+            f"event-loop lag while a thread ships at full speed (OTLP grpc, median of "
+            f"{rounds} alternating rounds of {round_s:.0f} s):"
+        )
+        print(f"  nothing shipping: p50 {med['none p50']:.2f} ms, p99 {med['none p99']:.2f} ms")
+        for which, label in (("sdk", "SDK encoder"), ("ours", "our encoder")):
+            print(
+                f"  {label}: p50 {med[which + ' p50']:.2f} ms, p99 {med[which + ' p99']:.2f} "
+                f"ms (p99 {med[which + ' p99'] - med['none p99']:+.2f} ms; budget +1 ms), "
+                f"{med[which + ' rate']:,.0f} snapshots/s"
+            )
+        print(
+            "  per-round p99 (ms): "
+            + "; ".join(
+                f"{which} " + " ".join(f"{v:.1f}" for v in lags[which + " p99"])
+                for which in ("none", *ENCODERS)
+            ),
+            flush=True,
+        )
+        from benchmarks.overhead import capture_cost
+
+        costs = {"nothing shipping": capture_cost(5000)}
+        for which, label in (("sdk", "SDK encoder"), ("ours", "our encoder")):
+            with encoder(which):
+                costs[f"shipping, {label}"] = capture_cost_while_shipping(rec_grpc)
+        print(
+            "capture cost (p50 / p99): "
+            + "; ".join(f"{name} {p50:.1f} / {p99:.1f} us" for name, (p50, p99) in costs.items())
+            + " (budget p99 <= 20 us)",
+            flush=True,
         )
     down = closed_port()
     raw = loop_lag_p99_ms(False, down, storm_s)

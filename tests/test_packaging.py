@@ -19,8 +19,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
-# The private modules seedance_otel.exporting.sinks imports, and the
-# distribution each belongs to.
+# The private modules seedance_otel.exporting.sinks and .otlp_transport
+# import, and the distribution each belongs to.
 PRIVATE_IMPORTS = [
     ("opentelemetry-sdk", "opentelemetry.sdk._logs", "ReadableLogRecord"),
     ("opentelemetry-sdk", "opentelemetry.sdk._logs.export", "LogRecordExportResult"),
@@ -34,7 +34,33 @@ PRIVATE_IMPORTS = [
         "opentelemetry.exporter.otlp.proto.http._log_exporter",
         "OTLPLogExporter",
     ),
+    # Our own encoding, sent by the SDK exporters (otlp_transport.py).
+    (
+        "opentelemetry-exporter-otlp-proto-grpc",
+        "opentelemetry.exporter.otlp.proto.grpc.exporter",
+        "OTLPExporterMixin",
+    ),
+    (
+        "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry.exporter.otlp.proto.http._common",
+        "_is_request_too_large",
+    ),
+    (
+        "opentelemetry-exporter-otlp-proto-http",
+        "opentelemetry.exporter.otlp.proto.http._common",
+        "RequestPayloadTooLargeError",
+    ),
 ]
+
+
+def test_the_grpc_exporter_still_has_the_hooks_we_override():
+    """otlp_transport subclasses the gRPC log exporter and overrides these."""
+    from opentelemetry.exporter.otlp.proto.grpc.exporter import OTLPExporterMixin
+
+    for name in ("_export", "_translate_data", "_initialize_channel_and_stub"):
+        assert callable(getattr(OTLPExporterMixin, name, None)), (
+            f"OTLPExporterMixin.{name} moved: seedance_otel/exporting/otlp_transport.py uses it"
+        )
 
 
 def declared(name: str) -> Requirement:
