@@ -214,3 +214,17 @@ def test_tracked_keys_are_bounded():
     # Past the bound new keys are not rate-limited (never silently dropped).
     assert all(collapser.admit(key, 1, 1) is not None for key in keys[8:])
     assert len(collapser._keys) == 8
+
+
+def test_diagnosis_weighs_each_snapshot_by_the_faults_it_stands_for():
+    from snapshot_factory import make_snapshot
+
+    refused = [
+        make_snapshot(FaultKind.CONNECT_REFUSED, phase="connect", errno=111, collapsed_count=10),
+        make_snapshot(FaultKind.CONNECT_REFUSED, phase="connect", errno=111),
+    ]
+    [finding] = seedance_otel.diagnose(refused, peer_stats={})
+    assert finding.code == "connect_refused"
+    assert finding.params["count"] == 12
+    assert finding.evidence["count"] == 12
+    assert "refused 12 connections" in finding.summary

@@ -16,6 +16,7 @@ __all__ = [
     "EXAMPLE_TRACE_IDS",
     "PeerKey",
     "example_trace_ids",
+    "fault_count",
     "format_seconds",
     "libraries",
     "median",
@@ -25,6 +26,13 @@ __all__ = [
 ]
 
 PeerKey = tuple[str, int]
+
+
+def fault_count(snapshots: Iterable[ResetContextSnapshot]) -> int:
+    """How many faults ``snapshots`` stand for: in a fault storm each carries
+    ``collapsed_count`` more of its kind that were counted, not recorded."""
+    return sum(1 + (s.collapsed_count or 0) for s in snapshots)
+
 
 EXAMPLE_TRACE_IDS = 3
 """Trace ids quoted per finding: enough to open a few traces, not a dump."""

@@ -17,6 +17,7 @@ from ._helpers import (
     Rule,
     advice_lines,
     counted,
+    fault_count,
     libraries,
     peer_finding,
     peer_label,
@@ -45,7 +46,8 @@ def _pool_exhaustion(evidence: Evidence) -> list[Finding]:
             if evidence.snapshots[index].kind is FaultKind.READ_TIMEOUT
         )
         summary = (
-            f"{counted(len(snaps), 'request')} to {peer_label(key)} timed out waiting for a "
+            f"{counted(fault_count(snaps), 'request')} to {peer_label(key)} timed out waiting "
+            "for a "
             "free connection in the client's own pool: pool exhaustion, not the network "
             "(nothing was sent to the peer)."
         )
@@ -83,7 +85,8 @@ def _connect_refused(evidence: Evidence) -> list[Finding]:
     findings = []
     for key, snaps in per_peer(evidence, evidence.of_kind(FaultKind.CONNECT_REFUSED)):
         summary = (
-            f"{peer_label(key)} refused {counted(len(snaps), 'connection')} (nothing listening "
+            f"{peer_label(key)} refused {counted(fault_count(snaps), 'connection')} "
+            "(nothing listening "
             f"on port {key[1]}, or a firewall rejecting): the server is down or restarting, or "
             "the address or port is wrong."
         )
@@ -132,10 +135,11 @@ def _reset_on_connect(evidence: Evidence) -> list[Finding]:
     """New connections reset during connect/TLS or before their first response."""
     findings = []
     for key, snaps in per_peer(evidence, evidence.once(reset_on_connect_indices)):
-        early = sum(1 for s in snaps if s.phase in _NEW_CONNECTION_PHASES)
+        early = fault_count(s for s in snaps if s.phase in _NEW_CONNECTION_PHASES)
+        total = fault_count(snaps)
         summary = (
-            f"{peer_label(key)} reset {counted(len(snaps), 'new connection')} before answering "
-            f"({early} during connect/TLS, {len(snaps) - early} after the request was sent): "
+            f"{peer_label(key)} reset {counted(total, 'new connection')} before answering "
+            f"({early} during connect/TLS, {total - early} after the request was sent): "
             "the peer, or a proxy in front of it, is overloaded, restarting or has no healthy "
             "backend."
         )
@@ -159,7 +163,8 @@ def _connect_timeout(evidence: Evidence) -> list[Finding]:
     for key, snaps in per_peer(evidence, evidence.of_kind(FaultKind.CONNECT_TIMEOUT)):
         tls = sum(1 for s in snaps if s.phase == "tls")
         summary = (
-            f"{counted(len(snaps), 'connect')} to {peer_label(key)} timed out ({tls} in the TLS "
+            f"{counted(fault_count(snaps), 'connect')} to {peer_label(key)} timed out "
+            f"({tls} in the TLS "
             "handshake): SYNs dropped by a firewall, a full accept queue, or an address that "
             "does not route."
         )

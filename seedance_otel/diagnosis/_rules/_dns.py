@@ -17,6 +17,7 @@ from ._helpers import (
     advice_lines,
     counted,
     example_trace_ids,
+    fault_count,
     format_seconds,
     grouped,
     libraries,
@@ -109,14 +110,14 @@ def _find(evidence: Evidence) -> list[Finding]:
             if len(durations) > 1 and max(durations) > median(durations) * 1.05:
                 took += f" (median; up to {format_seconds(max(durations))})"
         summary = (
-            f"Resolving {name} timed out {counted(len(snaps), 'time')}{took} in "
+            f"Resolving {name} timed out {counted(fault_count(snaps), 'time')}{took} in "
             f"{_RESOLVER_NAMES.get(path, path)}: it is name resolution that fails, not the TCP "
             "connect, so look at the resolver, not at the network path to the server."
         )
         details: dict[str, Any] = {
             "names": [name],
             "resolver": path,
-            "count": len(snaps),
+            "count": fault_count(snaps),
             "libraries": libraries(snaps),
             "peers": [peer_label(k) for k in sorted({peer_key(s) for s in snaps})],
         }

@@ -22,6 +22,7 @@ from ..._snapshot import ResetContextSnapshot
 from .._common import (
     PeerKey,
     example_trace_ids,
+    fault_count,
     format_seconds,
     libraries,
     median,
@@ -42,6 +43,7 @@ __all__ = [
     "common_evidence",
     "counted",
     "example_trace_ids",
+    "fault_count",
     "format_seconds",
     "grouped",
     "libraries",
@@ -132,7 +134,7 @@ def common_evidence(key: PeerKey, snaps: Sequence[ResetContextSnapshot]) -> dict
     """Peer, count, libraries, the addresses behind the name and example trace ids."""
     evidence: dict[str, Any] = {
         "peers": [peer_label(key)],
-        "count": len(snaps),
+        "count": fault_count(snaps),
         "libraries": libraries(snaps),
     }
     addresses = sorted({s.peer_address for s in snaps if s.peer_address})
@@ -157,8 +159,8 @@ def peer_finding(
 ) -> Finding:
     """One finding about one peer: the common evidence first, then the rule's own.
 
-    ``params`` defaults to ``{"count": len(snaps)}``, all that a rule which
-    only counts its snapshots has to report.
+    ``params`` defaults to ``{"count": fault_count(snaps)}``, all that a rule
+    which only counts its faults has to report.
     """
     full = common_evidence(key, snaps)
     full.update(evidence or {})
@@ -168,7 +170,7 @@ def peer_finding(
         summary=summary,
         fix=fix,
         evidence=full,
-        params={"count": len(snaps)} if params is None else params,
+        params={"count": fault_count(snaps)} if params is None else params,
     )
 
 

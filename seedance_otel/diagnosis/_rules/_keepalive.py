@@ -31,6 +31,7 @@ from ._helpers import (
     Rule,
     advice_lines,
     counted,
+    fault_count,
     format_seconds,
     libraries,
     peer_finding,
@@ -262,12 +263,12 @@ def _find(evidence: Evidence) -> list[Finding]:
         closes = [s for s in snaps if s.kind is FaultKind.PEER_CLOSED_IDLE]
         libs = libraries(snaps) or libraries(evidence.pick(evidence.of_peer(key)))
         max_fail = max((s.connection_idle_s or 0.0) for s in snaps) if snaps else 0.0
-        summary = _stale_summary(key, est, len(resets), len(closes))
+        summary = _stale_summary(key, est, fault_count(resets), fault_count(closes))
         summary += _near_default_note(libs, est, max_fail)
         details: dict[str, Any] = {
             "estimate_basis": est.basis,
-            "resets": len(resets),
-            "idle_closes": len(closes),
+            "resets": fault_count(resets),
+            "idle_closes": fault_count(closes),
             "reuse_ok_count": analysis.samples.reuse_ok_count,
         }
         retried = _retried_silently(resets)
