@@ -57,7 +57,7 @@ from .._capture import FaultContext, capture
 from .._classify import HookFacts
 from .._connection import ConnectionHistory, PeerStats, SocketFacts, socket_facts
 from .._frames import raised_through
-from .._guard import report_internal_error
+from .._guard import Guard, report_internal_error
 from .._library import Library
 from .._snapshot import Phase
 from .._trace_context import current_trace_ids
@@ -95,7 +95,7 @@ class _ConnectObserver:
         self.started_at = _monotonic()
 
     def observe(self, name: str, info: dict[str, Any]) -> None:
-        try:
+        with Guard("httpcore connect trace"):
             if name == "connection.connect_tcp.complete":
                 stream = info.get("return_value")
                 if stream is not None:
@@ -103,8 +103,6 @@ class _ConnectObserver:
             elif name == "connection.start_tls.started":
                 self.phase = Phase.TLS.value
                 self.ssl_context = info.get("ssl_context")
-        except Exception:
-            report_internal_error("httpcore connect trace")
 
     def sync_trace(self, name: str, info: dict[str, Any]) -> None:
         self.observe(name, info)
@@ -135,13 +133,11 @@ def _install_observer(request: Any, is_async: bool) -> _ConnectObserver | None:
 def _remove_observer(request: Any, observer: _ConnectObserver | None) -> None:
     if observer is None:
         return
-    try:
+    with Guard("httpcore connect (trace remove)"):
         if observer.user_trace is None:
             request.extensions.pop("trace", None)
         else:
             request.extensions["trace"] = observer.user_trace
-    except Exception:
-        report_internal_error("httpcore connect (trace remove)")
 
 
 def _origin(connection: Any) -> tuple[str | None, int | None]:
@@ -238,6 +234,11 @@ def _closing_itself(connection: Any) -> bool:
     return state is not None and getattr(state, "__name__", "IDLE") != "IDLE"
 
 
+# Per request: one guard each, made once.
+_GUARD_BEGIN = Guard("httpcore request start")
+_GUARD_END = Guard("httpcore response closed")
+
+
 class HttpcoreHooks:
     """The hooks on one httpcore package (``httpcore`` or ``httpcore2``).
 
@@ -252,6 +253,10 @@ class HttpcoreHooks:
         self._library: Library | None = None
         self._failed_spans: dict[tuple[str, str], PeerStats] = {}
         self._failed_lock = threading.Lock()
+        self._guard_connect = Guard(f"{package} connect")
+        self._guard_connect_failed = Guard(f"{package} connect (failure)")
+        self._guard_close = Guard(f"{package} connection close")
+        self._guard_pool_timeout = Guard(f"{package} pool timeout")
 
     def library(self, **fields: Any) -> Library:
         """This package's :class:`Library`: ``fields`` plus the hooks' own parts."""
@@ -313,7 +318,7 @@ class HttpcoreHooks:
     def _after_connect(
         self, connection: Any, stream: Any, observer: _ConnectObserver | None
     ) -> None:
-        try:
+        with self._guard_connect:
             host, port = _origin(connection)
             history = ConnectionHistory(self.owner.name, host, port, _runtime.peer_for(host, port))
             history.set_socket(_stream_socket_facts(stream))
@@ -327,8 +332,6 @@ class HttpcoreHooks:
             _runtime.connection_opened(history)
             if self._failed_spans:
                 self._note_retry(history.peer)
-        except Exception:
-            report_internal_error(f"{self.package} connect")
 
     # -- a request sent again after a reset (the SDKs retry by themselves) --------
 
@@ -367,7 +370,7 @@ class HttpcoreHooks:
         observer: _ConnectObserver | None,
         exc: BaseException,
     ) -> None:
-        try:
+        with self._guard_connect_failed:
             if _runtime.RUNTIME is None:
                 return
             host, port = _origin(connection)
@@ -392,8 +395,6 @@ class HttpcoreHooks:
                     dns=dns,
                 )
             )
-        except Exception:
-            report_internal_error(f"{self.package} connect (failure)")
 
     # -- per request ------------------------------------------------------------
     #
@@ -412,20 +413,16 @@ class HttpcoreHooks:
 
                 def request_started(self: Any, request: Any) -> Any:
                     if patches.enabled:
-                        try:
+                        with _GUARD_BEGIN:
                             _begin(self, request, multiplexed)
-                        except Exception:
-                            report_internal_error("httpcore request start")
                     return original(self, request)
 
                 return request_started
 
             def generic_request_started(self: Any, *args: Any, **kwargs: Any) -> Any:
                 if patches.enabled:
-                    try:
+                    with _GUARD_BEGIN:
                         _begin(self, args[0] if args else kwargs.get("request"), multiplexed)
-                    except Exception:
-                        report_internal_error("httpcore request start")
                 return original(self, *args, **kwargs)
 
             return generic_request_started
@@ -440,20 +437,16 @@ class HttpcoreHooks:
 
             def response_closed(self: Any) -> Any:
                 if patches.enabled:
-                    try:
+                    with _GUARD_END:
                         end(self)
-                    except Exception:
-                        report_internal_error("httpcore response closed")
                 return original(self)
 
             return response_closed
 
         def generic_response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
             if patches.enabled:
-                try:
+                with _GUARD_END:
                     end(self)
-                except Exception:
-                    report_internal_error("httpcore response closed")
             return original(self, *args, **kwargs)
 
         return generic_response_closed
@@ -493,7 +486,7 @@ class HttpcoreHooks:
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         if self.patches.enabled:
-            try:
+            with self._guard_close:
                 history = getattr(instance, _HISTORY, None)
                 if history is not None:
                     if (
@@ -515,14 +508,12 @@ class HttpcoreHooks:
                                 )
                             )
                     _runtime.connection_closed(history)
-            except Exception:
-                report_internal_error(f"{self.package} connection close")
         return wrapped(*args, **kwargs)
 
     # -- pool exhaustion ----------------------------------------------------------
 
     def _record_pool_timeout(self, exc: BaseException, frame: FrameType | None) -> None:
-        try:
+        with self._guard_pool_timeout:
             if _runtime.RUNTIME is None or type(exc).__name__ != "PoolTimeout":
                 return
             request = _pool_request_in(frame)
@@ -541,8 +532,6 @@ class HttpcoreHooks:
                     server_port=port,
                 )
             )
-        except Exception:
-            report_internal_error(f"{self.package} pool timeout")
 
     async def _event_wait_async(
         self, wrapped: Any, event: Any, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -61,7 +61,7 @@ from .. import _layers, _runtime
 from .._capture import FaultContext, capture
 from .._classify import HookFacts
 from .._connection import ConnectionFields, ConnectionHistory, socket_facts
-from .._guard import report_internal_error
+from .._guard import Guard, report_internal_error
 from .._library import Library
 from .._snapshot import Phase
 from .._trace_context import NO_TRACE, TraceIds, current_trace_ids
@@ -207,12 +207,12 @@ def _wrap_instance_method(watch: _Watch, obj: Any, name: str, before: Any) -> No
     if original is None:
         return
 
+    guard = Guard(f"asyncio {name}")  # one per hooked method, made once
+
     def hooked(*args: Any, **kwargs: Any) -> Any:
         if _patches.enabled:
-            try:
+            with guard:
                 before(*args, **kwargs)
-            except Exception:
-                report_internal_error(f"asyncio {name}")
         return original(*args, **kwargs)
 
     try:
@@ -296,13 +296,15 @@ def _hooked_read(watch: _Watch, original: Any) -> Any:
     return data_received
 
 
+_GUARD_WRITE = Guard("asyncio write")
+"""Per write: one guard, made once."""
+
+
 def _note_write(watch: _Watch) -> None:
     now = _monotonic()
     if watch.last_write <= watch.last_read:
-        try:
+        with _GUARD_WRITE:
             watch.begin_exchange(now)
-        except Exception:
-            report_internal_error("asyncio write")
     watch.last_write = now
 
 
@@ -311,10 +313,8 @@ def _hooked_write(watch: _Watch, original: Any) -> Any:
         if _patches.enabled:
             now = _monotonic()
             if watch.last_write <= watch.last_read:
-                try:
+                with _GUARD_WRITE:
                     watch.begin_exchange(now)
-                except Exception:
-                    report_internal_error("asyncio write")
             watch.last_write = now
         return original(data)
 
@@ -516,15 +516,11 @@ async def _create_connection_and_watch(
     try:
         transport, protocol = await wrapped(*args, **kwargs)
     except BaseException as exc:
-        try:
+        with Guard("asyncio create_connection (failure)"):
             _record_connect_failure(exc, host, port, ssl_arg, client)
-        except Exception:
-            report_internal_error("asyncio create_connection (failure)")
         raise
-    try:
+    with Guard("asyncio create_connection"):
         _watch(transport, protocol, host, port, trace_ids, client)
-    except Exception:
-        report_internal_error("asyncio create_connection")
     return transport, protocol
 
 
@@ -560,7 +556,7 @@ async def _start_tls_and_watch(wrapped: Any, args: tuple[Any, ...], kwargs: dict
     try:
         new_transport = await wrapped(*args, **kwargs)
     except BaseException as exc:
-        try:
+        with Guard("asyncio start_tls (failure)"):
             if not isinstance(exc, asyncio.CancelledError) and _runtime.RUNTIME is not None:
                 history = watch.history if watch is not None else None
                 offered = alpn_offered_by(context)
@@ -588,16 +584,12 @@ async def _start_tls_and_watch(wrapped: Any, args: tuple[Any, ...], kwargs: dict
                         client_library=watch.client if watch is not None else None,
                     )
                 )
-        except Exception:
-            report_internal_error("asyncio start_tls (failure)")
         raise
-    try:
+    with Guard("asyncio start_tls"):
         if watch is not None:
             ssl_object = new_transport.get_extra_info("ssl_object")
             watch.history.set_tls(ssl_object, alpn_offered_by(context))
             _watch_writes(watch, new_transport)
-    except Exception:
-        report_internal_error("asyncio start_tls")
     return new_transport
 
 
