@@ -95,7 +95,7 @@ class _ConnectObserver:
         self.started_at = _monotonic()
 
     def observe(self, name: str, info: dict[str, Any]) -> None:
-        with Guard("httpcore connect trace"):
+        with _GUARD_TRACE:
             if name == "connection.connect_tcp.complete":
                 stream = info.get("return_value")
                 if stream is not None:
@@ -149,13 +149,31 @@ def _origin(connection: Any) -> tuple[str | None, int | None]:
 
 
 def _stream_socket_facts(stream: Any) -> SocketFacts:
-    def info(name: str) -> Any:
-        try:
-            return stream.get_extra_info(name)
-        except Exception:  # lazily read; may fail once the peer is gone
-            return None
+    """Addresses and cookie, read from the socket itself.
 
-    return socket_facts(info("socket"), info("server_addr"), info("client_addr"))
+    One ``get_extra_info`` only: on anyio streams each call builds the
+    stream's whole attribute table (the costliest step of a new connection
+    here); the socket answers ``getpeername``/``getsockname`` directly.
+    """
+    sock = _raw_socket(stream)
+    if sock is None:
+        try:
+            sock = stream.get_extra_info("socket")
+        except Exception:  # lazily read; may fail once the peer is gone
+            sock = None
+    return socket_facts(sock)
+
+
+def _raw_socket(stream: Any) -> Any:
+    """anyio's socket, without building its attribute table: ``_raw_socket`` of
+    the anyio stream (under TLS, of its transport stream). ``None`` where that
+    private layout differs (then ``get_extra_info`` answers)."""
+    inner = getattr(stream, "_stream", None)
+    inner = getattr(inner, "transport_stream", inner)
+    try:
+        return getattr(inner, "_raw_socket", None)
+    except Exception:  # a property over a transport already gone
+        return None
 
 
 # -- per request ----------------------------------------------------------------
@@ -234,7 +252,8 @@ def _closing_itself(connection: Any) -> bool:
     return state is not None and getattr(state, "__name__", "IDLE") != "IDLE"
 
 
-# Per request: one guard each, made once.
+# Per request (and per connect trace event): one guard each, made once.
+_GUARD_TRACE = Guard("httpcore connect trace")
 _GUARD_BEGIN = Guard("httpcore request start")
 _GUARD_END = Guard("httpcore response closed")
 
@@ -321,8 +340,17 @@ class HttpcoreHooks:
         with self._guard_connect:
             host, port = _origin(connection)
             history = ConnectionHistory(self.owner.name, host, port, _runtime.peer_for(host, port))
-            history.set_socket(_stream_socket_facts(stream))
-            ssl_object = stream.get_extra_info("ssl_object")
+            # The TCP facts read as the connect completed are this socket's.
+            tcp = observer.tcp_facts if observer is not None else None
+            history.set_socket(tcp if tcp is not None else _stream_socket_facts(stream))
+            # No TLS seen starting, to a plain-http origin: no SSL object to ask for.
+            origin = getattr(connection, "_origin", None)
+            tls = (
+                observer is None
+                or observer.ssl_context is not None
+                or getattr(origin, "scheme", b"https") != b"http"
+            )
+            ssl_object = stream.get_extra_info("ssl_object") if tls else None
             if ssl_object is not None:
                 context = observer.ssl_context if observer is not None else None
                 if context is None:
