@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import socket
 import time
@@ -150,7 +151,10 @@ def start_lookup(question: str) -> DnsProbe | None:
     return probe
 
 
+@functools.lru_cache(maxsize=256)
 def _is_ip_literal(host: str) -> bool:
+    # Per lookup, and a process talks to few hosts: parsing each time cost
+    # more than the rest of the lookup hook.
     try:
         ipaddress.ip_address(host.strip("[]").partition("%")[0])
     except ValueError:
