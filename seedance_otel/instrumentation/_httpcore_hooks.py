@@ -49,6 +49,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextvars import Token
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -257,6 +258,40 @@ def _closing_itself(connection: Any) -> bool:
 _GUARD_TRACE = Guard("httpcore connect trace")
 
 
+class _ConnectAttempt:
+    """One ``_connect`` in flight, the same for the async and the sync client:
+    its trace observer installed, the connect marked as ours (the asyncio hooks
+    stay out), and what to do when it ends."""
+
+    __slots__ = ("connection", "hooks", "observer", "request", "token")
+
+    def __init__(
+        self,
+        hooks: HttpcoreHooks,
+        connection: Any,
+        request: Any,
+        observer: _ConnectObserver | None,
+        token: Token[Library | None],
+    ) -> None:
+        self.hooks = hooks
+        self.connection = connection
+        self.request = request
+        self.observer = observer
+        self.token = token
+
+    def failed(self, exc: BaseException) -> None:
+        _remove_observer(self.request, self.observer)
+        self.hooks._after_connect_failed(self.connection, self.request, self.observer, exc)
+
+    def leave(self) -> None:
+        _layers.leave(self.token)
+
+    def succeeded(self, stream: Any) -> Any:
+        _remove_observer(self.request, self.observer)
+        self.hooks._after_connect(self.connection, stream, self.observer)
+        return stream
+
+
 class HttpcoreHooks:
     """The hooks on one httpcore package (``httpcore`` or ``httpcore2``).
 
@@ -298,40 +333,37 @@ class HttpcoreHooks:
     async def _connect_async(
         self, wrapped: Any, connection: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        request = _request_arg(args, kwargs)
-        observer = _install_observer(request, is_async=True)
-        token = _layers.enter(self.owner)
+        attempt = self._attempt(connection, args, kwargs, is_async=True)
         try:
             stream = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            _remove_observer(request, observer)
-            self._after_connect_failed(connection, request, observer, exc)
+            attempt.failed(exc)
             raise
         finally:
-            _layers.leave(token)
-        _remove_observer(request, observer)
-        self._after_connect(connection, stream, observer)
-        return stream
+            attempt.leave()
+        return attempt.succeeded(stream)
 
     def _connect_sync(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         if not self.patches.enabled:
             return wrapped(*args, **kwargs)
-        request = _request_arg(args, kwargs)
-        observer = _install_observer(request, is_async=False)
-        token = _layers.enter(self.owner)
+        attempt = self._attempt(instance, args, kwargs, is_async=False)
         try:
             stream = wrapped(*args, **kwargs)
         except BaseException as exc:
-            _remove_observer(request, observer)
-            self._after_connect_failed(instance, request, observer, exc)
+            attempt.failed(exc)
             raise
         finally:
-            _layers.leave(token)
-        _remove_observer(request, observer)
-        self._after_connect(instance, stream, observer)
-        return stream
+            attempt.leave()
+        return attempt.succeeded(stream)
+
+    def _attempt(
+        self, connection: Any, args: tuple[Any, ...], kwargs: dict[str, Any], is_async: bool
+    ) -> _ConnectAttempt:
+        request = _request_arg(args, kwargs)
+        observer = _install_observer(request, is_async=is_async)
+        return _ConnectAttempt(self, connection, request, observer, _layers.enter(self.owner))
 
     def _after_connect(
         self, connection: Any, stream: Any, observer: _ConnectObserver | None
