@@ -11,7 +11,9 @@ its ``with`` block.
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from seedance_otel.demo.faultservers import (
@@ -34,6 +36,7 @@ __all__ = [
     "H2OnlyResetServer",
     "HttpFaultServer",
     "NxdomainDNS",
+    "RawServer",
     "RequestInfo",
     "SilentServer",
     "closed_port",
@@ -146,3 +149,50 @@ def closed_port(host: str = "127.0.0.1") -> int:
     port: int = probe.getsockname()[1]
     probe.close()
     return port
+
+
+class RawServer:
+    """A loopback server running ``answer(conn, request_head)`` per connection; records heads.
+
+    One connection at a time: it reads the request head (at most 64 KiB, 5 s),
+    then hands the connection to ``answer``; stopped by its ``with`` block.
+    """
+
+    def __init__(self, answer: Callable[[socket.socket, bytes], None]) -> None:
+        self.answer = answer
+        self.heads: list[bytes] = []
+        self.stopping = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self._thread.join(10)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                head = b""
+                try:
+                    while b"\r\n\r\n" not in head and len(head) < 65536:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        head += chunk
+                    self.heads.append(head)
+                    self.answer(conn, head)
+                except OSError:
+                    pass

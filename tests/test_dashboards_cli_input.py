@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from seedance_otel.dashboards import cli as dashboards_cli
 
 from dashboards_fake_grafana import TOKEN
+from faultservers import RawServer
 
 PREFIX = "seedance-otel dashboards: error: "
 PASSWORD = "pw-d0-not-print"
@@ -43,48 +43,6 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     assert err.startswith(PREFIX), err
     assert "Traceback" not in err
     return err
-
-
-class RawServer:
-    """A loopback server running ``answer(conn, request_head)`` per connection; records heads."""
-
-    def __init__(self, answer: Callable[[socket.socket, bytes], None]) -> None:
-        self.answer = answer
-        self.heads: list[bytes] = []
-        self.stopping = threading.Event()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> RawServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self._thread.join(10)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                try:
-                    while b"\r\n\r\n" not in head and len(head) < 65536:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        head += chunk
-                    self.heads.append(head)
-                    self.answer(conn, head)
-                except OSError:
-                    pass
 
 
 def reply(status: str, body: bytes, headers: str = "") -> Callable[[socket.socket, bytes], None]:

@@ -20,7 +20,6 @@ import asyncio
 import json
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,50 +37,19 @@ import seedance_otel
 from seedance_otel import instrumentor
 from seedance_otel.receiver import Receiver
 
+from faultservers import RawServer
+
 TAIL = " connection reset by peer"
 
 
-class SecretResetServer:
-    """Reads one request per connection; answers ``/m/<i>`` with case i's text, then RSTs."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0), backlog=64)
-        self._sock.settimeout(0.2)
-        self.port = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> SecretResetServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                try:
-                    while b"\r\n\r\n" not in head and len(head) < 65536:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        head += chunk
-                    path = head.split(b" ", 2)[1].decode() if head.count(b" ") >= 2 else ""
-                    if path.startswith("/m/"):
-                        text = MESSAGE_CASES[int(path[3:])].text + TAIL
-                        conn.sendall(b"XTTP/1.1 " + text.encode() + b"\r\n\r\n")
-                except OSError:
-                    pass
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+def _answer_with_the_secret_then_reset(conn: socket.socket, head: bytes) -> None:
+    """``/m/<i>``: a status line carrying case i's text (the client's parser puts
+    it into its exception message); every connection then ends with a RST."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    path = head.split(b" ", 2)[1].decode() if head.count(b" ") >= 2 else ""
+    if path.startswith("/m/"):
+        text = MESSAGE_CASES[int(path[3:])].text + TAIL
+        conn.sendall(b"XTTP/1.1 " + text.encode() + b"\r\n\r\n")
 
 
 def _urls(port: int) -> list[str]:
@@ -156,7 +124,7 @@ def test_no_secret_reaches_any_exported_byte(
     options = {"exporter": "jsonl" if sink == "jsonl" else "otlp", "file": str(jsonl)}
     instrumentor.start({**options, "strict": True}, {"meter_provider": meter_provider})
     try:
-        with SecretResetServer() as server:
+        with RawServer(_answer_with_the_secret_then_reset) as server:
             urls = _urls(server.port)
             with tracer.start_as_current_span("httpx-requests"):
                 httpx_faults = _httpx_faults(urls)
