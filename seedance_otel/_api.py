@@ -52,7 +52,8 @@ def stats() -> dict[str, int]:
     """Counters; ``captured == exported + dropped + export_failed + pending`` always."""
     runtime = _runtime.RUNTIME or _runtime.LAST_RUNTIME
     if runtime is None:
-        return {"captured": 0, "exported": 0, "dropped": 0, "export_failed": 0, "pending": 0}
+        counters = ("captured", "exported", "dropped", "export_failed", "pending")
+        return dict.fromkeys((*counters, "collapsed", "collapse_pending"), 0)
     return runtime.stats()
 
 
