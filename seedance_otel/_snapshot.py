@@ -76,8 +76,9 @@ class Phase(str, enum.Enum):
 class ResetContextSnapshot:
     """Everything known about one connection fault at the moment it happened.
 
-    Field names and types are the public contract (DESIGN.md §3); the wire
-    attribute names are in :mod:`seedance_otel.exporting.attributes`.
+    Field names and types are the public contract (README, "What a snapshot
+    holds"; changed only with a CHANGELOG entry); the wire attribute names are
+    in :mod:`seedance_otel.exporting.attributes`.
     """
 
     kind: FaultKind

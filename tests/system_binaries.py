@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["require"]
+__all__ = ["require", "require_root"]
 
 INSTALL_HINT = "scripts/install-system-packages (as root)"
 
@@ -31,7 +31,17 @@ def require(binary: str, package: str) -> str:
                 break
     if found is not None:
         return found
-    message = f"{binary} is missing (Debian package {package}): run {INSTALL_HINT}"
+    _missing(f"{binary} is missing (Debian package {package}): run {INSTALL_HINT}")
+    raise AssertionError("unreachable")  # pragma: no cover - _missing raises
+
+
+def require_root(what: str) -> None:
+    """Skip (fail in CI) unless root: private network namespaces and nftables need it."""
+    if os.geteuid() != 0:
+        _missing(f"{what} needs root (a private network namespace, nftables): run as root")
+
+
+def _missing(message: str) -> None:
     if os.environ.get("SEEDANCE_TEST_REQUIRE_SYSTEM") == "1":
         pytest.fail(message)
     pytest.skip(message)

@@ -1,4 +1,4 @@
-"""The public contract of DESIGN.md §3: names, fields, types, and the API's behaviour."""
+"""The public contract (README, "What a snapshot holds"): names, fields, types, and the API's behaviour."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from seedance_otel._config import SETTINGS, Settings, load_settings
 from clients import run_steps
 from faultservers import Action, HttpFaultServer
 
-DESIGN_FIELDS = {
+CONTRACT_FIELDS = {
     "kind": "FaultKind",
     "timestamp_ns": "int",
     "trace_id": "str | None",
@@ -44,7 +44,7 @@ DESIGN_FIELDS = {
     "error_message": "str",
     "dns_question": "str | None",
     "dns_duration_s": "float | None",
-    # Additions beyond the design table (see CHANGELOG):
+    # Added since the first release of the contract (see CHANGELOG):
     "peer_reuse_ok_max_idle_s": "float | None",
     "peer_reuse_ok_count": "int | None",
     "client_library": "str | None",
@@ -64,7 +64,7 @@ def test_public_names():
 
 def test_snapshot_fields_are_exactly_the_contract():
     fields = {f.name: f.type for f in dataclasses.fields(ResetContextSnapshot)}
-    assert fields == DESIGN_FIELDS
+    assert fields == CONTRACT_FIELDS
     params = ResetContextSnapshot.__dataclass_params__  # type: ignore[attr-defined]
     assert params.frozen
     assert hasattr(ResetContextSnapshot, "__slots__")

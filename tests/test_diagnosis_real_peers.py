@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -30,7 +28,7 @@ from seedance_otel.diagnosis import Finding, Severity
 
 from diagnosis_workload import Lane, mixed_lanes, param, run_lanes
 from faultservers import Action, HttpFaultServer, RequestInfo
-from system_binaries import require
+from system_binaries import require, require_root
 
 HERE = Path(__file__).parent
 ACCURACY = 0.15
@@ -269,11 +267,8 @@ def test_nginx_polled_less_often_than_its_timeout_gives_upper_bounds(instrumente
 @pytest.fixture
 def lost_fin_results(tmp_path) -> dict[str, Any]:
     """The lost-FIN case run in a private network namespace (``unshare -n``), as root."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a private network namespace and nftables")
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("needs util-linux's unshare")
+    require_root("the lost-FIN case")
+    unshare = require("unshare", "util-linux")
     nft = require("nft", "nftables")
     ip = require("ip", "iproute2")
     proc = subprocess.run(

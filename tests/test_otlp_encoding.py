@@ -10,7 +10,6 @@ on real loopback servers, gRPC and HTTP.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import http.server
 import threading
@@ -29,7 +28,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from seedance_otel import FaultKind, ResetContextSnapshot
+from seedance_otel import FaultKind
 from seedance_otel._version import __version__
 from seedance_otel.exporting import otlp_transport
 from seedance_otel.exporting.otlp_encoding import LogsRequestEncoder
@@ -50,11 +49,6 @@ RESOURCE = Resource.create(
     }
 )
 EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-SNAPSHOT_FIELDS = {f.name for f in dataclasses.fields(ResetContextSnapshot)}
-KEEPS_SAMPLED = "trace_sampled" in SNAPSHOT_FIELDS
-"""Snapshots that keep their span's sampled flag ship it in the record's flags."""
 
 
 def every_field(i: int = 0, **fields):
@@ -82,7 +76,7 @@ def every_field(i: int = 0, **fields):
         peer_reuse_ok_count=100 + i,
     )
     values.update(fields)
-    if KEEPS_SAMPLED and values["trace_id"] and values["span_id"]:
+    if values["trace_id"] and values["span_id"]:
         values.setdefault("trace_sampled", i % 2 == 0)  # both ways in every batch
     return make_snapshot(**values)
 
@@ -145,7 +139,6 @@ def test_same_bytes_as_the_sdk_encoder(case):
         assert ours == expected.SerializeToString(deterministic=True)
 
 
-@pytest.mark.skipif(not KEEPS_SAMPLED, reason="snapshots here do not keep the sampled flag")
 def test_sampled_flag_as_the_sdk_sets_it():
     snapshots = [
         every_field(0, trace_sampled=True),

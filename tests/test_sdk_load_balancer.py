@@ -31,7 +31,7 @@ import pytest
 
 from seedance_otel import FaultKind
 
-from system_binaries import require
+from system_binaries import require, require_root
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -106,7 +106,7 @@ def runs():
 
 def _result(runs: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in runs:
-        pytest.skip("needs root for a private network namespace (unshare -n) and nftables")
+        require_root(f"the lost-FIN run {name}")
     result: dict[str, Any] = runs[name]
     return result
 

@@ -1,4 +1,4 @@
-"""A snapshot on the wire: the attribute names of DESIGN.md §3, both ways.
+"""A snapshot on the wire: its attribute names (README, "Where snapshots go"), both ways.
 
 Each snapshot becomes one OTel log record (``event_name`` =
 ``seedance.connection.fault``) and one span event, both carrying these
