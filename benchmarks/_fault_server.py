@@ -18,6 +18,8 @@ import socket
 import struct
 import sys
 
+from benchmarks._server import serve
+
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 _LINGER_0 = struct.pack("ii", 1, 0)
 
@@ -49,16 +51,7 @@ class Handler(asyncio.Protocol):
 
 
 async def main(mode: str, port_file: str) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Handler(mode), "127.0.0.1", 0, backlog=1024)
-    port = server.sockets[0].getsockname()[1]
-    with open(port_file, "w") as f:
-        f.write(str(port))
-    # Exit when the parent closes our stdin.
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    await reader.read()
-    server.close()
+    await serve(lambda: Handler(mode), port_file, backlog=1024)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -29,9 +30,12 @@ class Handler(asyncio.Protocol):
             self.transport.write(RESPONSE)  # type: ignore[attr-defined]
 
 
-async def main(port_file: str) -> None:
+async def serve(
+    protocol_factory: Callable[[], asyncio.Protocol], port_file: str, backlog: int = 512
+) -> None:
+    """Serve on a free loopback port, written to ``port_file``, until stdin closes."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Handler, "127.0.0.1", 0, backlog=512)
+    server = await loop.create_server(protocol_factory, "127.0.0.1", 0, backlog=backlog)
     port = server.sockets[0].getsockname()[1]
     with open(port_file, "w") as f:
         f.write(str(port))
@@ -40,6 +44,10 @@ async def main(port_file: str) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     await reader.read()
     server.close()
+
+
+async def main(port_file: str) -> None:
+    await serve(Handler, port_file)
 
 
 if __name__ == "__main__":

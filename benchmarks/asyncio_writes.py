@@ -23,23 +23,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import os
-import re
 import resource
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from urllib.parse import urlsplit
 
+from benchmarks._callgrind import main_thread_instructions
 from benchmarks.overhead import bench_server
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 WORKLOADS = {"exchange": 1, "pipelined": 4}
 """Workload name -> writes per exchange."""
-_TOTALS = re.compile(r"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 CHILD = """
 import gc, os, sys
@@ -80,34 +75,7 @@ def run(port: int, n: int, writes: int) -> None:
 def count(name: str, mode: str, port: int, n: int) -> int:
     """Instructions of the main thread for ``n`` exchanges (plus start-up)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "cg.out")
-        subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-c",
-                CHILD.format(root=root),
-                name,
-                mode,
-                str(port),
-                str(n),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            # Fixed hashing: dict layouts (and so instruction counts) repeat.
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )
-        main_thread = sorted(glob.glob(out + "*-01")) or sorted(glob.glob(out + "*"))
-        with open(main_thread[0]) as f:
-            match = _TOTALS.search(f.read())
-    if match is None:
-        raise RuntimeError(f"no totals in {main_thread[0]}")
-    return int(match.group(1))
+    return main_thread_instructions(CHILD.format(root=root), name, mode, str(port), str(n))
 
 
 def _user_cpu_s() -> float:

@@ -22,19 +22,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 
+from benchmarks._callgrind import main_thread_instructions
 from benchmarks.overhead import (
     WORKLOADS,
     bench_server,
 )
-
-_TOTALS = re.compile(r"^totals:\s*(\d+)", re.MULTILINE)
 
 CHILD = """
 import gc, os, sys
@@ -53,41 +48,9 @@ fn(url, n, concurrency)
 
 
 def count(name: str, mode: str, url: str, n: int) -> int:
-    """Instructions executed by the workload's main thread.
-
-    Only the main thread: the shipper's and timer threads wake on a clock, so a
-    longer run (under valgrind, many seconds) gives them more wake-ups, which
-    would read as per-request cost.
-    """
+    """Instructions of the workload's main thread for ``n`` requests (plus start-up)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "callgrind.out")
-        proc = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-c",
-                CHILD.format(root=root),
-                name,
-                mode,
-                url,
-                str(n),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        main_thread = f"{out}-01"
-        if not os.path.exists(main_thread):
-            raise RuntimeError(proc.stderr[-2000:])
-        with open(main_thread) as f:
-            match = _TOTALS.search(f.read())
-    if match is None:
-        raise RuntimeError(proc.stderr[-2000:])
-    return int(match.group(1))
+    return main_thread_instructions(CHILD.format(root=root), name, mode, url, str(n))
 
 
 def native_us_per_request(name: str, url: str, n: int) -> float:

@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from system_binaries import stop_process
+
 __all__ = [
     "HAProxy",
     "ModelApiBackend",
@@ -168,15 +170,8 @@ class HAProxy:
         raise RuntimeError(f"haproxy did not listen on {self.port}: {self.log.read_text()}")
 
     def __exit__(self, *exc: Any) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(_STOP_TIMEOUT_S)
-        self._process = None
+        process, self._process = self._process, None
+        stop_process(process, _STOP_TIMEOUT_S)
 
 
 def drop_fins_from(nft: str, port: int) -> None:

@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from system_binaries import stop_process
+
 PROMETHEUS = Path(os.environ.get("SEEDANCE_TEST_PROMETHEUS", "/usr/bin/prometheus"))
 _READY_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 10.0
@@ -106,14 +108,7 @@ class PrometheusServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(_STOP_TIMEOUT_S)
+        stop_process(process, _STOP_TIMEOUT_S)
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from system_binaries import stop_process
+
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 
@@ -70,14 +72,7 @@ class _ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(_STOP_TIMEOUT_S)
+        stop_process(process, _STOP_TIMEOUT_S)
 
 
 class Nginx(_ServerProcess):

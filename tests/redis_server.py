@@ -14,7 +14,7 @@ import tempfile
 import time
 from typing import Any
 
-from system_binaries import require
+from system_binaries import require, stop_process
 
 __all__ = ["RedisServer"]
 
@@ -88,13 +88,7 @@ class RedisServer:
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
 
     def __exit__(self, *exc: Any) -> None:
         self._stop()

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-__all__ = ["require", "require_root"]
+__all__ = ["require", "require_root", "stop_process"]
 
 INSTALL_HINT = "scripts/install-system-packages (as root)"
 
@@ -39,6 +40,18 @@ def require_root(what: str) -> None:
     """Skip (fail in CI) unless root: private network namespaces and nftables need it."""
     if os.geteuid() != 0:
         _missing(f"{what} needs root (a private network namespace, nftables): run as root")
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
+    """Stop a server a test started: SIGTERM, then SIGKILL if it has not gone by ``timeout_s``."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout_s)
 
 
 def _missing(message: str) -> None:
