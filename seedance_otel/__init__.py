@@ -1,4 +1,4 @@
-"""seedance-otel: connection-fault snapshots for aiohttp, httpx and asyncio.
+"""seedance-otel: connection-fault snapshots for aiohttp, httpx, httpx2 and asyncio.
 
 At every connection reset, DNS timeout and ALPN mismatch, record what the
 exception cannot tell: which connection, reused or fresh, idle how long, how

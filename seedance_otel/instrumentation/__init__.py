@@ -5,5 +5,9 @@
 * :mod:`._httpcore_hooks` - httpcore connection hooks (async and sync), built
   per package: :mod:`.httpx_client` (httpcore, httpx) and
   :mod:`.httpx2_client` (httpcore2, httpx2 and the model-API SDKs).
-* :mod:`.asyncio_sockets` - plain asyncio transports and name resolution.
+* :mod:`.asyncio_sockets` - plain asyncio transports, tracked in exchanges;
+  :mod:`.asyncio_clients` names the client library that made one.
+* :mod:`.name_resolution` - every lookup made to connect (DNS timing).
+* :mod:`.connect_attempts` - the sockets aiohttp tries while it connects.
+* :mod:`.registry` - the list of every instrumented library's ``Library``.
 """
