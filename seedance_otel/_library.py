@@ -152,9 +152,3 @@ class Library:
     """How long the library keeps an idle connection by default."""
     advice: LibraryAdvice = LibraryAdvice()
     contrib: ContribInstrumentor | None = None
-    display_name: str = ""
-    """How diagnosis names it to a person; ``name`` when empty."""
-
-    @property
-    def label(self) -> str:
-        return self.display_name or self.name

@@ -80,7 +80,7 @@ def _alpn_fix(library_name: str, offered: tuple[str, ...] | None) -> str:
     text: str | None = None
     if advice is not None:
         text = advice.alpn_enable if offered else advice.alpn_user_context
-    fix = f"{library.label}: {text}" if library is not None and text else _GENERIC_FIX
+    fix = f"{library.name}: {text}" if library is not None and text else _GENERIC_FIX
     if offered is None:
         fix = (
             "What the client offered is unknown: its ssl.SSLContext was created before "

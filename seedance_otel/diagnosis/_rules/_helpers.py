@@ -191,7 +191,7 @@ def advice_lines(
         library = Evidence.library(name)
         text = text_of(library.advice) if library is not None else None
         if text:
-            lines.append(f"{library.label if library is not None else name}: {text}")
+            lines.append(f"{library.name if library is not None else name}: {text}")
     if not lines and generic:
         lines.append(generic)
     if then:

@@ -140,7 +140,7 @@ def _near_default_note(libs: Sequence[str], est: IdleTimeoutEstimate, max_fail_s
             continue
         if reference <= default <= reference * 1.25 and max_fail_s <= default * 1.02:
             return (
-                f" {library.label}'s default {setting} ({_num(default)} s) is just above it, so "
+                f" {library.name}'s default {setting} ({_num(default)} s) is just above it, so "
                 f"only connections idle between {format_seconds(reference)} and "
                 f"{format_seconds(default)} fail: rare, but certain under periodic traffic."
             )
@@ -152,7 +152,7 @@ def _keepalive_text(k: str, name: str) -> str | None:
     library = Evidence.library(name)
     if library is None or library.advice.keepalive_setting is None:
         return None
-    text = f"{library.label}: {library.advice.keepalive_setting(k)}"
+    text = f"{library.name}: {library.advice.keepalive_setting(k)}"
     if library.default_keepalive_s is not None:
         text += f" (default {_num(library.default_keepalive_s)} s)"
     return text
