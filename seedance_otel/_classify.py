@@ -137,6 +137,17 @@ class HookFacts:
         self.tls = tls
         """The connection is (to be) TLS."""
 
+    def key(self) -> tuple[object, ...]:
+        """Every fact, for remembering a verdict (see :func:`classify`)."""
+        return (
+            self.phase,
+            self.alpn_offered,
+            self.alpn_negotiated,
+            self.timed_out,
+            self.tls,
+            self.idle_close,
+        )
+
 
 class Classification:
     """The verdict: kind, phase, errno, which rule decided, and the message to show."""
@@ -308,10 +319,51 @@ def _known(library_names: ExceptionNames) -> ExceptionNames:
 _NO_LIBRARY = ExceptionNames()
 
 
+_Shape = tuple[type, str, "int | None", "str | None", "str | None", bool]
+"""What the rules can see of one exception in a chain: its class, message,
+errno (an OS error's), SSL reason, raise site (a timeout's or a cancellation's:
+where it was raised tells the phase) and whether it is an ``aiodns`` timeout."""
+
+
+def _shape(item: BaseException) -> _Shape:
+    cls: type = type(item)
+    code: int | None = None
+    reason: str | None = None
+    site: str | None = None
+    ares_timeout = False
+    if isinstance(item, OSError):
+        if isinstance(item, ssl.SSLError):
+            # Its errno is OpenSSL's SSL_ERROR_* code, not an OS errno.
+            value = getattr(item, "reason", None)
+            reason = value if isinstance(value, str) else None
+        elif isinstance(item.errno, int):
+            code = item.errno
+        if isinstance(item, TimeoutError):
+            site = _raise_site(item.__traceback__)
+    elif cls.__module__.startswith("aiodns") and item.args and item.args[0] == ARES_ETIMEOUT:
+        ares_timeout = True
+    elif cls.__name__ == "CancelledError":
+        site = _raise_site(item.__traceback__)
+    try:
+        message = str(item)
+    except Exception:  # a broken __str__ must not hide the rest
+        message = ""
+    return (cls, message, code, reason, site, ares_timeout)
+
+
 def gather_evidence(
     exc: BaseException | None, facts: HookFacts, library_names: ExceptionNames = _NO_LIBRARY
 ) -> Evidence:
     chain = tuple(walk_chain(exc)) if exc is not None else ()
+    return _evidence(chain, tuple(map(_shape, chain)), facts, library_names)
+
+
+def _evidence(
+    chain: tuple[BaseException, ...],
+    shapes: tuple[_Shape, ...],
+    facts: HookFacts,
+    library_names: ExceptionNames,
+) -> Evidence:
     names: set[str] = set()
     errnos: set[int] = set()
     messages: list[str] = []
@@ -319,35 +371,22 @@ def gather_evidence(
     first_errno: int | None = None
     reasons: set[str] = set()
     cancel_sites: list[str] = []
-    for item in chain:
-        cls: type = type(item)
+    for position, (cls, message, code, reason, site, ares_timeout) in enumerate(shapes):
         names |= _class_names(cls)
-        if isinstance(item, OSError):
-            if isinstance(item, ssl.SSLError):
-                # Its errno is OpenSSL's SSL_ERROR_* code, not an OS errno.
-                reason = getattr(item, "reason", None)
-                if isinstance(reason, str):
-                    reasons.add(reason)
-            else:
-                code = item.errno
-                if isinstance(code, int):
-                    errnos.add(code)
-                    if first_errno is None and code:
-                        first_errno = code
-            if isinstance(item, TimeoutError):
-                cancel_sites.append(_raise_site(item.__traceback__))
-        elif cls.__module__.startswith("aiodns") and item.args and item.args[0] == ARES_ETIMEOUT:
+        if reason is not None:
+            reasons.add(reason)
+        if code is not None:
+            errnos.add(code)
+            if first_errno is None and code:
+                first_errno = code
+        if site is not None:
+            cancel_sites.append(site)
+        if ares_timeout:
             names.add("aiodns.error.DNSError[ARES_ETIMEOUT]")
-        elif cls.__name__ == "CancelledError":
-            cancel_sites.append(_raise_site(item.__traceback__))
-        try:
-            message = str(item)
-        except Exception:  # a broken __str__ must not hide the rest
-            message = ""
         if message and cls.__name__ != "CancelledError":  # anyio's scope messages
             if not first_message:
                 first_message = (
-                    message if item is exc else f"{message} (from {exception_type_name(cls)})"
+                    message if position == 0 else f"{message} (from {exception_type_name(cls)})"
                 )
             messages.append(message)
     return Evidence(
@@ -550,14 +589,52 @@ def _first_errno(ev: Evidence) -> int | None:
     return ev.first_errno
 
 
+_VERDICTS_KEPT = 512
+"""Distinct exception shapes whose verdicts are kept per library (then the
+memory starts afresh): a fault storm repeats a handful."""
+_LIBRARIES_KEPT = 16
+_verdicts: dict[int, tuple[ExceptionNames, dict[object, Classification | None]]] = {}
+_UNKNOWN = object()
+
+
 def classify(
     exc: BaseException | None,
     facts: HookFacts | None = None,
     names: ExceptionNames = _NO_LIBRARY,
 ) -> Classification | None:
     """The fault kind behind ``exc`` (``None``: a FIN), or ``None`` if it is no
-    connection fault. ``names`` are the library's exception names."""
-    ev = gather_evidence(exc, facts or HookFacts(), names)
+    connection fault. ``names`` are the library's exception names.
+
+    The verdict is a function of what :func:`_shape` reads from each exception
+    in the chain and of the hook's facts, so it is remembered by those: in a
+    fault storm every fault after the first skips the rules (a verdict is
+    shared, never changed).
+    """
+    facts = facts or HookFacts()
+    if exc is None:
+        return _decide(gather_evidence(None, facts, names))
+    chain = tuple(walk_chain(exc))
+    shapes = tuple(map(_shape, chain))
+    key = (shapes, facts.key())
+    entry = _verdicts.get(id(names))
+    if entry is None or entry[0] is not names:
+        if len(_verdicts) >= _LIBRARIES_KEPT:
+            _verdicts.clear()
+        entry = _verdicts[id(names)] = (names, {})
+    known = entry[1]
+    try:
+        verdict = known.get(key, _UNKNOWN)
+    except TypeError:  # an unhashable errno or reason from an odd exception class
+        return _decide(_evidence(chain, shapes, facts, names))
+    if verdict is _UNKNOWN:
+        verdict = _decide(_evidence(chain, shapes, facts, names))
+        if len(known) >= _VERDICTS_KEPT:
+            known.clear()
+        known[key] = verdict
+    return verdict  # type: ignore[return-value]
+
+
+def _decide(ev: Evidence) -> Classification | None:
     for name, predicate, kind, phase_of in RULES:
         if predicate(ev):
             if kind is None:

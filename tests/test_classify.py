@@ -337,3 +337,48 @@ def test_a_broken_str_does_not_break_classification():
             raise RuntimeError("no")
 
     assert kind_of(Weird(104, "x")) == FaultKind.CONNECTION_RESET
+
+
+# --- remembered verdicts: a storm's repeats skip the rules, nothing else changes
+
+
+def _reset() -> BaseException:
+    return linked(
+        httpx.ReadError(""), httpcore.ReadError(""), ConnectionResetError(104, "reset by peer")
+    )
+
+
+def test_a_repeated_fault_reuses_its_verdict():
+    first = classify(_reset(), HookFacts(phase="request"))
+    again = classify(_reset(), HookFacts(phase="request"))
+    assert first is not None and first.kind is FaultKind.CONNECTION_RESET
+    assert again is first
+
+
+def test_a_verdict_is_remembered_by_everything_that_decided_it():
+    # The same classes with another message: the peer hanging up, or not a fault.
+    hung_up = classify(
+        httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    )
+    other = classify(httpx.RemoteProtocolError("malformed chunk"))
+    assert hung_up is not None and hung_up.kind is FaultKind.CONNECTION_RESET
+    assert other is None
+    # The same exception with other facts from the hook: the phase is the hook's.
+    in_response = classify(_reset(), HookFacts(phase="response"))
+    assert in_response is not None and in_response.phase == "response"
+    assert classify(_reset(), HookFacts(phase="request")).phase == "request"  # type: ignore[union-attr]
+    # The same class and message from another errno.
+    refused = classify(linked(httpx.ConnectError("x"), OSError(111, "x")))
+    reset = classify(linked(httpx.ConnectError("x"), OSError(104, "x")))
+    assert refused is not None and refused.kind is FaultKind.CONNECT_REFUSED
+    assert reset is not None and reset.kind is FaultKind.CONNECTION_RESET
+
+
+def test_remembered_verdicts_are_bounded():
+    from seedance_otel import _classify
+
+    for i in range(_classify._VERDICTS_KEPT + 50):
+        assert kind_of(ConnectionResetError(104, f"reset {i}")) is FaultKind.CONNECTION_RESET
+    names = exception_names()
+    remembered = _classify._verdicts[id(names)][1]
+    assert 0 < len(remembered) <= _classify._VERDICTS_KEPT
