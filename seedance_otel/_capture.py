@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
@@ -73,6 +74,10 @@ class FaultContext:
     callback or for an idle connection (no trace, unless ``trace_ids``)."""
     request: object | None = None
     """The library's request object; read by ``library.request_fields``."""
+    find_request: Callable[[], object | None] | None = None
+    """Finds the request when the hook was not handed it (in the library's
+    frames, which are still live while :func:`capture` runs). Called only for a
+    full snapshot: a fault counted into a storm's key costs no search."""
     server_address: str | None = None
     server_port: int | None = None
     dns: DnsFields | None = None
@@ -183,8 +188,10 @@ def _snapshot(
             connection = history.fault_fields(now, ctx.in_request)
         if server_address is None:
             server_address, server_port = history.server_address, history.server_port
-        if request is None and ctx.in_request:
-            request = history.request
+    if request is None and ctx.find_request is not None:
+        request = ctx.find_request()
+    if request is None and history is not None and ctx.in_request:
+        request = history.request
     if connection is None:
         connection = _NO_CONNECTION
     method, url = _method_and_url(ctx, request)

@@ -27,10 +27,10 @@ def find_local(accept: Callable[[str, Any], bool], *, skip: int = 1, max_depth: 
         return None
     depth = 0
     while frame is not None and depth < max_depth:
-        depth += 1
         if frame.f_globals.get("__name__", "").startswith("seedance_otel"):
-            frame = frame.f_back  # our own frames: no need to build their locals
+            frame = frame.f_back  # our own frames: not counted, no locals built
             continue
+        depth += 1
         for name, value in frame.f_locals.items():
             try:
                 if accept(name, value):

@@ -120,6 +120,34 @@ def test_a_reset_storm_collapses_with_every_fault_counted(storm_metrics, tmp_pat
     assert faults_in([s for s in shipped if s.kind is FaultKind.CONNECTION_RESET]) == attempts
 
 
+def test_a_counted_fault_costs_no_search_for_its_request(storm_metrics, monkeypatch):
+    # aiohttp's release hook is not handed the request: a full snapshot finds it
+    # in aiohttp's frames (reading their locals); a fault only counted must not.
+    from seedance_otel.instrumentation import aiohttp_client
+
+    searches: list[object] = []
+    search = aiohttp_client._request_in_frames
+
+    def counted_search() -> object:
+        found = search()
+        searches.append(found)
+        return found
+
+    monkeypatch.setattr(aiohttp_client, "_request_in_frames", counted_search)
+    storm_metrics(collapse_per_s=2)
+    with HttpFaultServer(lambda info: Action.RST) as server:
+        assert asyncio.run(aiohttp_storm(server.url("/storm"), STORM)) == STORM
+    assert seedance_otel.flush(10)
+    full = [
+        s
+        for s in seedance_otel.snapshots()
+        if s.kind is FaultKind.CONNECTION_RESET and s.local_port is not None
+    ]
+    assert full and all(s.url is not None and s.url.endswith("/storm") for s in full)
+    assert len(searches) == len(full) < STORM // 2
+    assert all(found is not None for found in searches)
+
+
 def test_counts_left_when_a_storm_stops_ship_as_a_summary(storm_metrics):
     storm_metrics(collapse_per_s=2, export_interval_ms=50)
     with HttpFaultServer(lambda info: Action.RST) as server:

@@ -50,7 +50,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextvars import Token
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, ModuleType, TracebackType
 from typing import Any
 
 from .. import _dns, _layers, _runtime
@@ -253,6 +253,29 @@ def _closing_itself(connection: Any) -> bool:
     return state is not None and getattr(state, "__name__", "IDLE") != "IDLE"
 
 
+def _request_handler_codes(
+    starts: list[tuple[ModuleType, type, str]],
+) -> frozenset[CodeType]:
+    """The code of httpcore's functions that close a response while handling
+    its failure: each connection class's request method and its response byte
+    stream's iterator (both call ``_response_closed`` from their ``except``).
+    Read before our patches replace the request methods; a name httpcore no
+    longer has is left out (the frame search then decides)."""
+    codes: set[CodeType] = set()
+    for module, cls, start in starts:
+        # AsyncHTTP11Connection's response stream is HTTP11ConnectionByteStream.
+        stream = getattr(module, cls.__name__.removeprefix("Async") + "ByteStream", None)
+        for function in (
+            getattr(cls, start, None),
+            getattr(stream, "__aiter__", None),
+            getattr(stream, "__iter__", None),
+        ):
+            code = getattr(function, "__code__", None)
+            if isinstance(code, CodeType):
+                codes.add(code)
+    return frozenset(codes)
+
+
 # Per connect trace event: one guard, made once. (Per request the hooks keep
 # try/except: a with block costs ~130 ns, try nothing until something fails.)
 _GUARD_TRACE = Guard("httpcore connect trace")
@@ -310,6 +333,7 @@ class HttpcoreHooks:
         self._guard_connect_failed = Guard(f"{package} connect (failure)")
         self._guard_close = Guard(f"{package} connection close")
         self._guard_pool_timeout = Guard(f"{package} pool timeout")
+        self._handler_codes: frozenset[CodeType] = frozenset()
 
     def library(self, **fields: Any) -> Library:
         """This package's :class:`Library`: ``fields`` plus the hooks' own parts."""
@@ -522,11 +546,26 @@ class HttpcoreHooks:
         history = connection._seedance_history
         if history is not None and history.active:
             exc = sys.exc_info()[1]
-            if exc is not None and raised_through(exc, lambda v: _belongs(v, connection)):
+            if exc is not None and self._failed_on(connection, exc):
                 self._on_request_failed(history, exc)
                 history.end_request_failed()
             else:
                 history.end_request_ok(_monotonic())
+
+    def _failed_on(self, connection: Any, exc: BaseException) -> bool:
+        """``exc``, being handled while ``connection`` closes its response, is
+        that request's failure (not an application exception being handled
+        around the close).
+
+        Usually httpcore's own request or body frame is handling it: that frame
+        closes only its own connection's response, so its code says enough.
+        Otherwise the frames it was raised through are searched, which reads
+        their locals (a few microseconds a frame).
+        """
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_frame.f_code in self._handler_codes:
+            return True
+        return raised_through(exc, lambda v: _belongs(v, connection))
 
     def _on_request_failed(self, history: ConnectionHistory, exc: BaseException) -> None:
         if _runtime.RUNTIME is None:
@@ -644,9 +683,15 @@ class HttpcoreHooks:
             patches.when_enabled(self._connect_async),
         )
         patches.wrap(sync_connection.HTTPConnection, "_connect", self._connect_sync)
-        connection_classes: list[tuple[type, str, str | None, bool]] = [
-            (async_http11.AsyncHTTP11Connection, "handle_async_request", "aclose", False),
-            (sync_http11.HTTP11Connection, "handle_request", "close", False),
+        connection_classes: list[tuple[ModuleType, type, str, str | None, bool]] = [
+            (
+                async_http11,
+                async_http11.AsyncHTTP11Connection,
+                "handle_async_request",
+                "aclose",
+                False,
+            ),
+            (sync_http11, sync_http11.HTTP11Connection, "handle_request", "close", False),
         ]
         try:
             async_http2 = self._module("_async.http2")
@@ -655,10 +700,19 @@ class HttpcoreHooks:
             pass
         else:
             connection_classes += [
-                (async_http2.AsyncHTTP2Connection, "handle_async_request", None, True),
-                (sync_http2.HTTP2Connection, "handle_request", None, True),
+                (
+                    async_http2,
+                    async_http2.AsyncHTTP2Connection,
+                    "handle_async_request",
+                    None,
+                    True,
+                ),
+                (sync_http2, sync_http2.HTTP2Connection, "handle_request", None, True),
             ]
-        for cls, start, close, multiplexed in connection_classes:
+        self._handler_codes = _request_handler_codes(
+            [(module, cls, start) for module, cls, start, _close, _plex in connection_classes]
+        )
+        for _module, cls, start, close, multiplexed in connection_classes:
             patches.add_default(cls, _HISTORY, None)
             # Per request: plain functions (see _patching for the measured reason).
             patches.replace(cls, start, self._make_request_started(multiplexed))

@@ -42,6 +42,7 @@ import contextvars
 import sys
 import time
 import weakref
+from types import CodeType
 from typing import Any
 
 from .. import _dns, _layers, _runtime
@@ -67,6 +68,8 @@ _pool_wait_started: contextvars.ContextVar[float] = contextvars.ContextVar(
 )
 """When this task last started waiting for a free pool slot (0.0: never)."""
 _monotonic = time.monotonic
+_handler_codes: frozenset[CodeType] = frozenset()
+"""aiohttp's functions that close a failed attempt's connection (see ``_failed_on``)."""
 
 
 # -- per attempt ------------------------------------------------------------
@@ -148,13 +151,44 @@ def _make_release(original: Any) -> Any:
 def _on_close(history: ConnectionHistory, protocol: Any) -> None:
     """aiohttp closes the connection of an attempt: failed, or given up on."""
     exc = sys.exc_info()[1]
-    if exc is not None and raised_through(exc, lambda v: _belongs(v, protocol)):
+    if exc is not None and _failed_on(protocol, exc):
         _on_attempt_failed(history, exc)
         history.end_request_failed()
     elif protocol.should_close:
         history.end_request_failed()  # closed before the response was complete
     else:
         history.end_request_ok(_monotonic())
+
+
+def _failed_on(protocol: Any, exc: BaseException) -> bool:
+    """``exc``, being handled while the connection closes, is that attempt's
+    failure (not an application exception being handled around the close).
+
+    Usually aiohttp's own request function is handling it, and closes only the
+    attempt's connection there: its code says enough. Otherwise the frames
+    ``exc`` was raised through are searched, which reads their locals (a few
+    microseconds a frame).
+    """
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code in _handler_codes:
+        return True
+    return raised_through(exc, lambda v: _belongs(v, protocol))
+
+
+def _request_handler_codes(request: Any) -> frozenset[CodeType]:
+    """The code of the aiohttp function that closes an attempt's connection in
+    its ``except`` when the attempt fails: ``_connect_and_send_request``, nested
+    in ``ClientSession._request`` since aiohttp 3.12, else ``_request`` itself.
+    Empty if neither is found (the frame search then decides)."""
+    code = getattr(request, "__code__", None)
+    if not isinstance(code, CodeType):
+        return frozenset()
+    nested = [
+        const
+        for const in code.co_consts
+        if isinstance(const, CodeType) and const.co_name == "_connect_and_send_request"
+    ]
+    return frozenset(nested or [code])
 
 
 def _belongs(value: Any, protocol: Any) -> bool:
@@ -212,7 +246,7 @@ def _on_attempt_failed(history: ConnectionHistory, exc: BaseException) -> None:
                 timed_out=_task_timed_out(exc),
             ),
             history=history,
-            request=_request_in_frames(),
+            find_request=_request_in_frames,
         )
     )
 
@@ -450,7 +484,10 @@ def install(module: Any = None) -> None:
     """Hook aiohttp (called when aiohttp is imported, or at once if it already is)."""
     if _patches.count:
         return
-    from aiohttp import client_proto, connector, helpers
+    from aiohttp import client, client_proto, connector, helpers
+
+    global _handler_codes  # noqa: PLW0603 - read by every failed attempt
+    _handler_codes = _request_handler_codes(client.ClientSession._request)
 
     _patches.add_default(client_proto.ResponseHandler, _HISTORY, None)
     # Per request: plain functions (see _patching for the measured reason).
