@@ -84,7 +84,7 @@ the same span sends again on a new connection (a retry). Bounded: oldest out."""
 class _ConnectObserver:
     """Our ``trace`` extension while httpcore connects; chains to the user's."""
 
-    __slots__ = ("phase", "ssl_context", "started_at", "tcp_facts", "user_trace")
+    __slots__ = ("phase", "ssl_context", "tcp_facts", "user_trace")
 
     def __init__(self, user_trace: Any) -> None:
         self.user_trace = user_trace
@@ -93,7 +93,6 @@ class _ConnectObserver:
         """Addresses of the TCP connection, read as soon as it exists: a failed
         TLS handshake closes it before we could ask."""
         self.ssl_context: Any = None
-        self.started_at = _monotonic()
 
     def observe(self, name: str, info: dict[str, Any]) -> None:
         with _GUARD_TRACE:
@@ -283,10 +282,10 @@ _GUARD_TRACE = Guard("httpcore connect trace")
 
 class _ConnectAttempt:
     """One ``_connect`` in flight, the same for the async and the sync client:
-    its trace observer installed, the connect marked as ours (the asyncio hooks
-    stay out), and what to do when it ends."""
+    its trace observer installed (to an https origin), the connect marked as
+    ours (the asyncio hooks stay out), and what to do when it ends."""
 
-    __slots__ = ("connection", "hooks", "observer", "request", "token")
+    __slots__ = ("connection", "hooks", "observer", "request", "started_at", "token")
 
     def __init__(
         self,
@@ -301,10 +300,11 @@ class _ConnectAttempt:
         self.request = request
         self.observer = observer
         self.token = token
+        self.started_at = _monotonic()
 
     def failed(self, exc: BaseException) -> None:
         _remove_observer(self.request, self.observer)
-        self.hooks._after_connect_failed(self.connection, self.request, self.observer, exc)
+        self.hooks._after_connect_failed(self, exc)
 
     def leave(self) -> None:
         _layers.leave(self.token)
@@ -386,7 +386,11 @@ class HttpcoreHooks:
         self, connection: Any, args: tuple[Any, ...], kwargs: dict[str, Any], is_async: bool
     ) -> _ConnectAttempt:
         request = _request_arg(args, kwargs)
-        observer = _install_observer(request, is_async=is_async)
+        # To a plain-http origin nothing happens between the TCP connect and
+        # _connect's return (no handshake to fail, no TLS phase): the stream
+        # answers afterwards, and httpcore is spared tracing the connect.
+        plain = getattr(getattr(connection, "_origin", None), "scheme", None) == b"http"
+        observer = None if plain else _install_observer(request, is_async=is_async)
         return _ConnectAttempt(self, connection, request, observer, _layers.enter(self.owner))
 
     def _after_connect(
@@ -400,11 +404,9 @@ class HttpcoreHooks:
             history.set_socket(tcp if tcp is not None else _stream_socket_facts(stream))
             # No TLS seen starting, to a plain-http origin: no SSL object to ask for.
             origin = getattr(connection, "_origin", None)
-            tls = (
-                observer is None
-                or observer.ssl_context is not None
-                or getattr(origin, "scheme", b"https") != b"http"
-            )
+            tls = (observer is not None and observer.ssl_context is not None) or getattr(
+                origin, "scheme", b"https"
+            ) != b"http"
             ssl_object = stream.get_extra_info("ssl_object") if tls else None
             if ssl_object is not None:
                 context = observer.ssl_context if observer is not None else None
@@ -446,23 +448,18 @@ class HttpcoreHooks:
         if failed_peer is peer:
             peer.retried_after_reset_count += 1
 
-    def _after_connect_failed(
-        self,
-        connection: Any,
-        request: Any,
-        observer: _ConnectObserver | None,
-        exc: BaseException,
-    ) -> None:
+    def _after_connect_failed(self, attempt: _ConnectAttempt, exc: BaseException) -> None:
         with self._guard_connect_failed:
             if _runtime.RUNTIME is None:
                 return
-            host, port = _origin(connection)
-            phase = observer.phase if observer is not None else None
-            dns = offered = tried = None
+            host, port = _origin(attempt.connection)
+            observer = attempt.observer
+            phase = observer.phase if observer is not None else Phase.CONNECT.value
+            dns, in_lookup = _dns.lookup_at_fault(attempt.started_at)
+            if in_lookup:
+                phase = Phase.DNS.value
+            offered = tried = None
             if observer is not None:
-                dns, in_lookup = _dns.lookup_at_fault(observer.started_at)
-                if in_lookup:
-                    phase = Phase.DNS.value
                 offered = alpn_offered_by(observer.ssl_context)
                 if observer.tcp_facts is not None:
                     tried = observer.tcp_facts.connection_fields(offered)
@@ -472,7 +469,7 @@ class HttpcoreHooks:
                     exc=exc,
                     facts=HookFacts(phase=phase, alpn_offered=offered),
                     connection=tried,
-                    request=request,
+                    request=attempt.request,
                     server_address=host,
                     server_port=port,
                     dns=dns,
