@@ -7,20 +7,25 @@ httpx2 when present):
 * ``reused-rst``: every second request meets a reset on a reused connection;
 * ``refused``: every request's connect is refused (a closed port).
 
-Each storm runs for the same time in a fresh process, first uninstrumented
-(``raw``), then instrumented with the collector down (OTLP to a closed port)
-and up (``seedance-otel receive`` on loopback). Reported per storm and mode:
+Each storm runs for the same time in a fresh process, uninstrumented
+(``raw``), instrumented with the collector down (OTLP to a closed port) and
+up (``seedance-otel receive`` on loopback), in alternating order for a few
+rounds; each figure is the median over the rounds. Reported per storm and
+mode:
 
 * added CPU per faulting request, in us: the main thread's CPU time
   (``time.thread_time``: the application's thread, not the shipper's) per
-  fault, minus the raw run's (budget <= 25 us);
+  fault, minus the same round's raw run's (budget <= 25 us);
 * event-loop lag p50/p99 (a task sleeping 1 ms measures how late it wakes;
   budget: p99 within +1 ms of raw);
 * faults, captured, collapsed and shipped per second; the process's RSS.
 
 Wall-clock numbers on a shared machine wander; compare the columns of one run.
 
-Usage: python -m benchmarks.storms [--seconds 3] [--quick] [--only httpx]
+A single run wanders by tens of microseconds per fault on a shared machine;
+``benchmarks.storm_instructions`` counts instructions instead.
+
+Usage: python -m benchmarks.storms [--seconds 3] [--rounds 3] [--quick] [--only httpx]
 """
 
 from __future__ import annotations
@@ -116,8 +121,12 @@ def receiver() -> Iterator[str]:
 # -- the child: one storm, one mode ---------------------------------------------------
 
 
-def _client(library: str, storm: str) -> Callable[[str], Coroutine[Any, Any, int]]:
-    """An async function making requests until told to stop; returns the faults seen."""
+def _client(
+    library: str, storm: str, limit: int | None = None
+) -> Callable[[str], Coroutine[Any, Any, int]]:
+    """An async function making requests until told to stop (or ``limit`` faults);
+    returns the faults seen."""
+    limit = sys.maxsize if limit is None else limit
     if library == "aiohttp":
         import aiohttp
 
@@ -126,7 +135,7 @@ def _client(library: str, storm: str) -> Callable[[str], Coroutine[Any, Any, int
             connector = aiohttp.TCPConnector(force_close=storm != "reused-rst")
             timeout = aiohttp.ClientTimeout(total=5)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                while not STOP.is_set():
+                while faults < limit and not STOP.is_set():
                     try:
                         # POST: aiohttp retries a GET on a reused connection by itself.
                         async with session.post(url, data=b"x") as response:
@@ -143,7 +152,7 @@ def _client(library: str, storm: str) -> Callable[[str], Coroutine[Any, Any, int
         keepalive = None if storm == "reused-rst" else 0
         limits = module.Limits(max_keepalive_connections=keepalive)
         async with module.AsyncClient(limits=limits, timeout=5) as client:
-            while not STOP.is_set():
+            while faults < limit and not STOP.is_set():
                 try:
                     await client.post(url, content=b"x")
                 except module.TransportError:
@@ -229,7 +238,8 @@ def _closed_port_url() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--quick", action="store_true", help="1 s per storm (smoke run)")
+    parser.add_argument("--quick", action="store_true", help="1 s per storm, one round (smoke)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each mode, alternating")
     parser.add_argument("--only", default="", help="substring of 'library storm' to run")
     parser.add_argument("--child", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -238,8 +248,13 @@ def main() -> None:
         child(library, storm, mode, url, float(seconds))
         return
     seconds = 1.0 if args.quick else args.seconds
+    if args.quick:
+        args.rounds = 1
     libraries = [lib for lib in LIBRARIES if importlib.util.find_spec(lib) is not None]
-    print(f"fault storms, {seconds:g} s each; CPU is the main thread's; budget +25 us/fault")
+    print(
+        f"fault storms, {seconds:g} s each, median of {args.rounds} alternating rounds; "
+        "CPU is the main thread's; budget +25 us/fault"
+    )
     header = (
         f"{'storm':<24}{'mode':<16}{'faults/s':>9}{'+us/fault':>10}{'lag p50':>9}"
         f"{'lag p99':>9}{'captured/s':>11}{'collapsed/s':>12}{'shipped/s':>10}{'RSS MiB':>9}"
@@ -258,26 +273,39 @@ def main() -> None:
                 else:
                     server = fault_server("rst" if storm == "new-conn-rst" else "reuse-rst")
                 with server as url:
-                    raw: dict[str, Any] | None = None
+                    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+                    for round_ in range(args.rounds):
+                        # Alternate the order, so a trend on the machine hits every mode.
+                        for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
+                            endpoint = up_endpoint if mode == "collector-up" else down_endpoint
+                            result = _run_child(library, storm, mode, url, seconds, endpoint)
+                            runs[mode].append(result)
                     for mode in MODES:
-                        endpoint = up_endpoint if mode == "collector-up" else down_endpoint
-                        result = _run_child(library, storm, mode, url, seconds, endpoint)
-                        raw = raw or result
-                        print(_row(name, mode, result, raw))
+                        print(_row(name, mode, runs[mode], runs["raw"]))
 
 
-def _row(name: str, mode: str, result: dict[str, Any], raw: dict[str, Any]) -> str:
-    faults = max(1, result["faults"])
-    per_fault = result["cpu_s"] / faults * 1e6
-    added = per_fault - raw["cpu_s"] / max(1, raw["faults"]) * 1e6
-    stats = result.get("stats", {})
-    wall = result["wall_s"]
+def _per_fault_us(result: dict[str, Any]) -> float:
+    return float(result["cpu_s"]) / max(1, int(result["faults"])) * 1e6
+
+
+def _row(name: str, mode: str, results: list[dict[str, Any]], raws: list[dict[str, Any]]) -> str:
+    """Medians over the rounds; the added CPU is the median of each round's
+    difference from that round's raw run."""
+    pairs = zip(results, raws, strict=True)
+    added = statistics.median(_per_fault_us(result) - _per_fault_us(raw) for result, raw in pairs)
+
+    def median(read: Callable[[dict[str, Any]], float]) -> float:
+        return statistics.median(read(result) for result in results)
+
+    def per_s(counter: str) -> float:
+        return median(lambda r: float(r.get("stats", {}).get(counter, 0)) / r["wall_s"])
+
     return (
-        f"{name:<24}{mode:<16}{result['faults'] / wall:>9.0f}"
+        f"{name:<24}{mode:<16}{median(lambda r: r['faults'] / r['wall_s']):>9.0f}"
         f"{(added if mode != 'raw' else 0.0):>+10.1f}"
-        f"{result['lag_p50_ms']:>8.2f}m{result['lag_p99_ms']:>8.2f}m"
-        f"{stats.get('captured', 0) / wall:>11.0f}{stats.get('collapsed', 0) / wall:>12.0f}"
-        f"{stats.get('exported', 0) / wall:>10.0f}{result['rss_mib']:>9.1f}"
+        f"{median(lambda r: r['lag_p50_ms']):>8.2f}m{median(lambda r: r['lag_p99_ms']):>8.2f}m"
+        f"{per_s('captured'):>11.0f}{per_s('collapsed'):>12.0f}{per_s('exported'):>10.0f}"
+        f"{median(lambda r: r['rss_mib']):>9.1f}"
     )
 
 
