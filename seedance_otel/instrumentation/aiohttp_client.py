@@ -71,6 +71,14 @@ _monotonic = time.monotonic
 _handler_codes: frozenset[CodeType] = frozenset()
 """aiohttp's functions that close a failed attempt's connection (see ``_failed_on``)."""
 
+# The guards of hooks that run per request or per connection, each made once.
+_GUARD_TIMER = Guard("aiohttp TimerContext.timeout")
+_GUARD_CREATE = Guard("aiohttp create connection")
+_GUARD_CONNECTION_LOST = Guard("aiohttp connection_lost")
+_GUARD_RESOLVE_START = Guard("aiohttp resolve (start)")
+_GUARD_RESOLVE_FAILED = Guard("aiohttp resolve (failure)")
+_GUARD_RESOLVE = Guard("aiohttp resolve")
+
 
 # -- per attempt ------------------------------------------------------------
 
@@ -332,7 +340,7 @@ async def _create_connection(
         # records; only the total timeout is recognised here.
         timed_out = _task_timed_out(exc)
         if not isinstance(exc, asyncio.CancelledError) or timed_out:
-            with Guard("aiohttp create connection"):
+            with _GUARD_CREATE:
                 _record_connect_fault(
                     connector, args[0] if args else kwargs.get("req"), exc, started_at, timed_out
                 )
@@ -371,8 +379,9 @@ def _ceil_timeout(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     inner = wrapped(*args, **kwargs)
-    if not _patches.enabled:
-        return inner
+    delay = args[0] if args else kwargs.get("delay")
+    if not _patches.enabled or delay is None or delay <= 0:
+        return inner  # no timeout at all (aiohttp's default for ``connect``): nothing to see
     return _ObservedTimeout(inner)
 
 
@@ -399,7 +408,7 @@ def _connection_lost(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     if _patches.enabled:
-        with Guard("aiohttp connection_lost"):
+        with _GUARD_CONNECTION_LOST:
             history = getattr(instance, _HISTORY, None)
             if history is not None:
                 # aiohttp sets ``transport`` to None before closing a connection
@@ -425,18 +434,18 @@ async def _resolve_host(
     wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     probe = None
-    with Guard("aiohttp resolve (start)"):
+    with _GUARD_RESOLVE_START:
         host = args[0] if args else kwargs.get("host")
         probe = _dns.start_lookup(str(host))
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
         if probe is not None and not isinstance(exc, asyncio.CancelledError):
-            with Guard("aiohttp resolve (failure)"):
+            with _GUARD_RESOLVE_FAILED:
                 probe.finish(exc)
         raise
     if probe is not None:
-        with Guard("aiohttp resolve"):
+        with _GUARD_RESOLVE:
             probe.finish()
     return result
 
@@ -450,7 +459,7 @@ def _make_timer_timeout(original: Any) -> Any:
     # a bound wrapper each time.
     def timeout(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _patches.enabled:
-            with Guard("aiohttp TimerContext.timeout"):
+            with _GUARD_TIMER:
                 for task in getattr(self, "_tasks", ()):
                     _timed_out_tasks.add(task)
         return original(self, *args, **kwargs)
