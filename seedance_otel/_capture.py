@@ -57,10 +57,14 @@ _FIN_MESSAGES = {
 class FaultContext:
     """Everything one hook knows about one fault.
 
-    ``connection`` wins over what ``history`` would say (a connect that failed
-    has no history, only the socket it tried; a plain-asyncio stream knows no
-    requests); ``history`` also supplies the server and, in a request, the
-    request when the hook did not.
+    What ``find_connection`` builds wins over what ``history`` would say (a
+    connect that failed has no history, only the socket it tried; a
+    plain-asyncio stream knows no requests); ``history`` also supplies the
+    server and, in a request, the request when the hook did not.
+
+    The details only a full snapshot needs come as functions (``find_*``),
+    called by :func:`capture` only when it builds one: a fault counted into a
+    storm's key costs none of them.
     """
 
     library: Library
@@ -68,16 +72,16 @@ class FaultContext:
     """``None`` when the peer closed the connection with a FIN (no exception)."""
     facts: HookFacts
     history: ConnectionHistory | None = None
-    connection: ConnectionFields | None = None
     in_request: bool = True
     """The fault hit a request (its span is current); ``False`` in a loop
     callback or for an idle connection (no trace, unless ``trace_ids``)."""
     request: object | None = None
     """The library's request object; read by ``library.request_fields``."""
+    find_connection: Callable[[], ConnectionFields | None] | None = None
+    """The connection's fields, when the history does not say them."""
     find_request: Callable[[], object | None] | None = None
     """Finds the request when the hook was not handed it (in the library's
-    frames, which are still live while :func:`capture` runs). Called only for a
-    full snapshot: a fault counted into a storm's key costs no search."""
+    frames, which are still live while :func:`capture` runs)."""
     server_address: str | None = None
     server_port: int | None = None
     dns: DnsFields | None = None
@@ -181,8 +185,9 @@ def _snapshot(
     ctx: FaultContext, classification: Classification, carried: Carried
 ) -> ResetContextSnapshot:
     now = time.monotonic()
-    history, connection = ctx.history, ctx.connection
+    history = ctx.history
     server_address, server_port, request = ctx.server_address, ctx.server_port, ctx.request
+    connection = ctx.find_connection() if ctx.find_connection is not None else None
     if history is not None:
         if connection is None:
             connection = history.fault_fields(now, ctx.in_request)

@@ -25,7 +25,7 @@ from seedance_otel import FaultKind, ResetContextSnapshot, instrumentor
 from seedance_otel._collapse import WINDOW_NS, Collapser
 from seedance_otel._snapshot import ResetContextSnapshot as Snapshot
 
-from faultservers import Action, HttpFaultServer
+from faultservers import Action, HttpFaultServer, closed_port
 from metric_points import number_points
 
 STORM = 120
@@ -146,6 +146,30 @@ def test_a_counted_fault_costs_no_search_for_its_request(storm_metrics, monkeypa
     assert full and all(s.url is not None and s.url.endswith("/storm") for s in full)
     assert len(searches) == len(full) < STORM // 2
     assert all(found is not None for found in searches)
+
+
+def test_a_counted_connect_failure_builds_no_connection_fields(storm_metrics, monkeypatch):
+    # The sockets a failed aiohttp connect tried become the snapshot's
+    # connection fields; a fault only counted into its key must not build them.
+    from seedance_otel.instrumentation import connect_attempts
+
+    built: list[object] = []
+    fields_of = connect_attempts.fields_of
+
+    def counted_fields_of(*args: Any) -> Any:
+        built.append(fields_of(*args))
+        return built[-1]
+
+    monkeypatch.setattr(connect_attempts, "fields_of", counted_fields_of)
+    storm_metrics(collapse_per_s=2)
+    port = closed_port()
+    assert asyncio.run(aiohttp_storm(f"http://127.0.0.1:{port}/", STORM)) == STORM
+    assert seedance_otel.flush(10)
+    refused = [s for s in seedance_otel.snapshots() if s.kind is FaultKind.CONNECT_REFUSED]
+    full = [s for s in refused if s.url is not None]
+    assert faults_in(refused) == STORM
+    assert full and all(s.peer_port == port for s in full)
+    assert len(built) == len(full) < STORM // 2
 
 
 def test_counts_left_when_a_storm_stops_ship_as_a_summary(storm_metrics):

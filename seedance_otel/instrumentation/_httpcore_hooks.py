@@ -44,6 +44,7 @@ Why these hooks (httpcore 1.0, httpcore2 2.16):
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import threading
@@ -462,13 +463,13 @@ class HttpcoreHooks:
             if observer is not None:
                 offered = alpn_offered_by(observer.ssl_context)
                 if observer.tcp_facts is not None:
-                    tried = observer.tcp_facts.connection_fields(offered)
+                    tried = functools.partial(observer.tcp_facts.connection_fields, offered)
             capture(
                 FaultContext(
                     library=self.owner,
                     exc=exc,
                     facts=HookFacts(phase=phase, alpn_offered=offered),
-                    connection=tried,
+                    find_connection=tried,
                     request=attempt.request,
                     server_address=host,
                     server_port=port,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import sys
 import time
 import weakref
@@ -305,7 +306,7 @@ def _record_connect_fault(
         offered = alpn_offered_by(_ssl_context_for(connector, req))
     is_tls = bool(req is not None and req.is_ssl())
     # The sockets tried are closed by now: what they said as they were tried.
-    tried = connect_attempts.fields_of(connect_attempts.current())
+    tried = functools.partial(connect_attempts.fields_of, connect_attempts.current())
     capture(
         FaultContext(
             library=LIBRARY,
@@ -321,7 +322,7 @@ def _record_connect_fault(
             server_address=req.url.raw_host if req is not None else None,
             server_port=req.port if req is not None else None,
             dns=dns,
-            connection=tried,
+            find_connection=tried,
         )
     )
 

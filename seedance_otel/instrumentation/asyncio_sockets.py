@@ -49,12 +49,14 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import importlib.util
 import logging
 import socket
 import ssl
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .. import _layers, _runtime
@@ -422,21 +424,16 @@ def _connection_lost(watch: _Watch, exc: BaseException | None) -> None:
         if verdict is None:
             return
         history.idle_since = now - verdict.idle_s
-        fields = history.fault_fields(now, False)
         if verdict.in_exchange:
-            connection = dataclasses.replace(
-                fields,
-                reused=watch.exchange_reused,
-                requests=watch.exchanges_served,
-                idle_s=verdict.idle_s,
-            )
+            reused, served = watch.exchange_reused, watch.exchanges_served
             trace_ids = watch.exchange_trace_ids()
         else:
             served = watch.exchanges_served + (watch.exchange_at is not None)
-            connection = dataclasses.replace(
-                fields, reused=served > 0, requests=served, idle_s=verdict.idle_s
-            )
+            reused = served > 0
             trace_ids = watch.trace_ids
+        connection = functools.partial(
+            _exchange_fields, history, now, reused=reused, requests=served, idle_s=verdict.idle_s
+        )
         _capture_end(watch, exc, verdict.phase, connection, trace_ids, verdict.message)
     finally:
         _runtime.connection_closed(history)
@@ -447,17 +444,32 @@ def _capture_unseen_reads(watch: _Watch, exc: BaseException | None, now: float) 
     if exc is None:
         return  # a FIN we cannot tell from our own close
     phase = Phase.REQUEST if watch.exchange_at is not None else Phase.IDLE
-    connection = dataclasses.replace(
-        watch.history.fault_fields(now, False), reused=None, requests=None, idle_s=None
+    connection = functools.partial(
+        _exchange_fields, watch.history, now, reused=None, requests=None, idle_s=None
     )
     _capture_end(watch, exc, phase, connection, watch.trace_ids, None)
+
+
+def _exchange_fields(
+    history: ConnectionHistory,
+    now: float,
+    *,
+    reused: bool | None,
+    requests: int | None,
+    idle_s: float | None,
+) -> ConnectionFields:
+    """The history's fields with what the stream watch knows of its exchanges
+    (built only for a full snapshot)."""
+    return dataclasses.replace(
+        history.fault_fields(now, False), reused=reused, requests=requests, idle_s=idle_s
+    )
 
 
 def _capture_end(
     watch: _Watch,
     exc: BaseException | None,
     phase: Phase,
-    connection: ConnectionFields,
+    connection: Callable[[], ConnectionFields],
     trace_ids: TraceIds,
     message: str | None,
 ) -> None:
@@ -473,7 +485,7 @@ def _capture_end(
                 idle_close=exc is None and phase is Phase.IDLE,
             ),
             history=history,
-            connection=connection,
+            find_connection=connection,
             in_request=False,
             trace_ids=trace_ids,
             fin_message=message,
@@ -546,6 +558,17 @@ def _record_connect_failure(
     )
 
 
+def _handshake_fields(
+    history: ConnectionHistory, offered: tuple[str, ...] | None
+) -> ConnectionFields:
+    """The history's fields after a failed handshake: no exchange on it can be known."""
+    return dataclasses.replace(
+        history.fault_fields(_monotonic(), False),
+        reused=None,
+        alpn_offered=offered or history.alpn_offered,
+    )
+
+
 def _start_tls(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if not _patches.enabled or _layers.current() is not None:
         return wrapped(*args, **kwargs)
@@ -565,21 +588,18 @@ async def _start_tls_and_watch(wrapped: Any, args: tuple[Any, ...], kwargs: dict
                 history = watch.history if watch is not None else None
                 offered = alpn_offered_by(context)
                 peer = transport.get_extra_info("peername") if transport is not None else None
-                connection = None
-                if history is not None:
-                    # The handshake failed: no exchange on it can be known.
-                    connection = dataclasses.replace(
-                        history.fault_fields(_monotonic(), False),
-                        reused=None,
-                        alpn_offered=offered or history.alpn_offered,
-                    )
+                connection = (
+                    functools.partial(_handshake_fields, history, offered)
+                    if history is not None
+                    else None
+                )
                 capture(
                     FaultContext(
                         library=LIBRARY,
                         exc=exc,
                         facts=HookFacts(phase=Phase.TLS.value, alpn_offered=offered),
                         history=history,
-                        connection=connection,
+                        find_connection=connection,
                         in_request=history is None,
                         server_address=kwargs.get("server_hostname")
                         or (peer[0] if isinstance(peer, tuple) else None),
