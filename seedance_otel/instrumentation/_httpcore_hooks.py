@@ -19,19 +19,21 @@ and no extra coroutine frame is paid per request.
 Why these hooks (httpcore 1.0, httpcore2 2.16):
 
 * ``HTTPConnection._connect`` (per new connection) makes the TCP and TLS
-  connection. We pass our own ``trace`` extension for its duration (httpcore's
-  public hook) to learn the phase (``connect_tcp`` / ``start_tls``), the TCP
-  stream before TLS (its peer address, for a failed handshake) and the SSL
-  context (what ALPN it offers). Addresses are read here, once: httpcore reads
-  them lazily and fails after a RST.
+  connection. To an https origin we pass our own ``trace`` extension for its
+  duration (httpcore's public hook) to learn the phase (``connect_tcp`` /
+  ``start_tls``), the TCP stream before TLS (its peer address, for a failed
+  handshake) and the SSL context (what ALPN it offers); to a plain-http
+  origin there is no handshake and the stream answers afterwards. Addresses
+  are read here, once: httpcore reads them lazily and fails after a RST.
 * ``HTTP11Connection.handle_request`` (and HTTP/2) marks a request starting:
   reused or not, idle for how long.
 * ``HTTP11Connection._response_closed`` runs once per request on every path.
   On failure httpcore calls it inside the ``except`` block that handles the
   error, whether it came from sending, from the response headers or from the
   body stream, so the exception is ``sys.exc_info()`` there - taken only if
-  it was raised through this connection's frames (an application may make a
-  request inside its own ``except`` block).
+  httpcore's own request or body frame is handling it, or it was raised
+  through this connection's frames (an application may make a request inside
+  its own ``except`` block).
 * ``HTTP11Connection.aclose``/``close`` with the socket readable while idle
   is the peer having closed a pooled connection.
 * ``AsyncEvent.wait``/``Event.wait`` only run when the pool is exhausted; a

@@ -38,8 +38,10 @@ A many-signal ``TraceConfig`` costs about 10 us per request; see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import inspect
 import sys
 import time
 import weakref
@@ -189,6 +191,8 @@ def _request_handler_codes(request: Any) -> frozenset[CodeType]:
     its ``except`` when the attempt fails: ``_connect_and_send_request``, nested
     in ``ClientSession._request`` since aiohttp 3.12, else ``_request`` itself.
     Empty if neither is found (the frame search then decides)."""
+    with contextlib.suppress(ValueError):  # a wrapper around it: its own code
+        request = inspect.unwrap(request)
     code = getattr(request, "__code__", None)
     if not isinstance(code, CodeType):
         return frozenset()
