@@ -272,6 +272,8 @@ def _task_timed_out(exc: BaseException) -> bool:
     timed out and is later cancelled for real (a worker at shutdown) must not
     have that read as a timeout.
     """
+    if not _timed_out_tasks:  # no total timeout has fired (a storm of resets, say)
+        return False
     try:
         task = asyncio.current_task()
     except RuntimeError:
