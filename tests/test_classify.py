@@ -382,3 +382,16 @@ def test_remembered_verdicts_are_bounded():
     names = exception_names()
     remembered = _classify._verdicts[id(names)][1]
     assert 0 < len(remembered) <= _classify._VERDICTS_KEPT
+
+
+def test_cancellations_from_different_cancel_scopes_share_a_verdict():
+    # anyio names the cancel scope in the message; no rule reads it.
+    def timed_out(scope: str) -> BaseException:
+        return linked(
+            httpx.ConnectTimeout(""), asyncio.CancelledError(f"Cancelled by cancel scope {scope}")
+        )
+
+    first = classify(timed_out("7f3a01"), HookFacts(phase="connect"))
+    again = classify(timed_out("7f3b99"), HookFacts(phase="connect"))
+    assert first is not None and first.kind is FaultKind.CONNECT_TIMEOUT
+    assert again is first
