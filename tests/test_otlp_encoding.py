@@ -152,6 +152,39 @@ def test_sampled_flag_as_the_sdk_sets_it():
     assert ours == expected.SerializeToString()
 
 
+def test_each_shared_field_has_its_own_say():
+    """A record's shared part is kept per peer and error: a snapshot differing from a
+    kept one in any single field that part is made of is encoded afresh."""
+    from seedance_otel.exporting.attributes import SHARED_FIELDS
+
+    other: dict[str, Any] = {
+        "kind": FaultKind.DNS_TIMEOUT,
+        "phase": "connect",
+        "library": "aiohttp",
+        "server_address": "other.test",
+        "server_port": 8443,
+        "peer_address": "10.9.9.9",
+        "peer_port": 8443,
+        "connection_reused": False,
+        "alpn_offered": ("http/1.1",),
+        "alpn_negotiated": "http/1.1",
+        "errno": 111,
+        "dns_question": "other.test",
+        "client_library": "openai",
+        "peer_addresses_tried": ("10.0.0.1", "10.0.0.2"),
+        "http_method": "GET",
+        "error_type": "ConnectionRefusedError",
+        "error_message": "refused",
+        "tls_version": "TLSv1.2",
+    }
+    assert set(other) == set(SHARED_FIELDS)
+    encoder = LogsRequestEncoder(RESOURCE, SCOPE)
+    for field, value in other.items():
+        batch = [every_field(1), every_field(2, **{field: value}), every_field(3)]
+        expected, observed_ns = sdk_request(batch)
+        assert encoder.encode(batch, observed_ns) == expected.SerializeToString(), field
+
+
 def test_cached_values_never_cross_types_or_keys():
     """``True == 1 == 1.0`` in Python: each must still be encoded as its own type."""
     encoder = LogsRequestEncoder(RESOURCE, SCOPE)
@@ -161,6 +194,13 @@ def test_cached_values_never_cross_types_or_keys():
         [every_field(connection_reused=True, connection_requests=1)],
         [every_field(alpn_offered=("1",)), every_field(alpn_offered=(1,))],
         [every_field(alpn_offered=(True,)), every_field(alpn_offered=("1",))],
+        # The part shared by one peer's faults is kept by value too.
+        [every_field(errno=1), every_field(errno=True), every_field(errno=1.0)],
+        [every_field(server_port=443), every_field(server_port=443.0)],
+        [every_field(peer_port=1), every_field(peer_port=True)],
+        [every_field(connection_reused=True), every_field(connection_reused=1)],
+        [every_field(peer_addresses_tried=("1",)), every_field(peer_addresses_tried=(1,))],
+        [every_field(peer_addresses_tried=(1,)), every_field(peer_addresses_tried=(True,))],
     ]
     for batch in batches:
         expected, observed_ns = sdk_request(batch)
@@ -171,7 +211,10 @@ def test_caches_stay_bounded_and_right_past_their_limit():
     from seedance_otel.exporting import otlp_encoding
 
     encoder = LogsRequestEncoder(RESOURCE, SCOPE)
-    snapshots = [every_field(i, url=f"https://api.test/{i}") for i in range(2600)]
+    snapshots = [
+        every_field(i, url=f"https://api.test/{i}", error_message=f"reset {i}")
+        for i in range(2600)
+    ]
     for start in range(0, len(snapshots), 500):
         batch = snapshots[start : start + 500]
         expected, observed_ns = sdk_request(batch)
@@ -180,6 +223,7 @@ def test_caches_stay_bounded_and_right_past_their_limit():
         *encoder._strings.values(),
         *encoder._ints.values(),
         *encoder._texts.values(),
+        encoder._shared,
     ]
     assert max(len(t) for t in tables) <= otlp_encoding._CACHE_LIMIT
 
@@ -433,13 +477,18 @@ def test_integers_are_encoded_as_protobuf_does(value):
 
 
 def test_encoding_lets_other_threads_run_between_slices():
-    """The encoder holds the GIL; it must hand it over every ``pause_every`` records."""
-    pauses = []
+    """The encoder holds the GIL; it hands it over whenever a slice's time has passed."""
     snapshots = [every_field(i) for i in range(100)]
     encoder = LogsRequestEncoder(RESOURCE, SCOPE)
-    paused = encoder.encode(snapshots, 7, pause=lambda: pauses.append(1), pause_every=32)
-    assert len(pauses) == 3  # after records 32, 64 and 96
-    assert paused == encoder.encode(snapshots, 7)
+    expected = encoder.encode(snapshots, 7)
+    pauses: list[int] = []
+    records = encoder.encode_records(snapshots, 7, pause=lambda: pauses.append(1), slice_s=0.0)
+    assert len(pauses) == 12  # after every 8 records but the last 4
+    assert encoder.request(records) == expected
+    pauses.clear()
+    records = encoder.encode_records(snapshots, 7, pause=lambda: pauses.append(1), slice_s=60.0)
+    assert pauses == []
+    assert encoder.request(records) == expected
 
 
 def test_an_http_request_over_the_exporters_size_limit_fails_whole(monkeypatch, caplog):
@@ -459,3 +508,85 @@ def test_an_http_request_over_the_exporters_size_limit_fails_whole(monkeypatch, 
             sink.shutdown()
     assert len(captured.requests) == 1
     assert any("max_request_size" in r.getMessage() for r in caplog.records)
+
+
+def records_of(payload: bytes) -> list[Any]:
+    request = ExportLogsServiceRequest.FromString(payload)
+    return list(request.resource_logs[0].scope_logs[0].log_records)
+
+
+def test_a_batch_over_the_byte_limit_goes_as_several_requests(monkeypatch):
+    """Requests stay under the limit (a collector refuses an oversized gRPC request
+    whole); each is the SDK's encoding of its share, in order, nothing lost."""
+    from seedance_otel.exporting import sinks
+
+    monkeypatch.setattr(sinks, "REQUEST_BYTES_LIMIT", 4_000)  # 3 snapshots of ~1.1 KiB
+    snapshots = [every_field(i) for i in range(20)]
+    with grpc_capture() as (port, captured):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+        sink = OtlpSink()
+        try:
+            assert sink.export(snapshots) == ExportOutcome.EXPORTED
+        finally:
+            sink.shutdown()
+    payloads = [body for _, body in captured.requests]
+    assert len(payloads) >= 5
+    sent = 0
+    for payload in payloads:
+        count = len(records_of(payload))
+        assert 0 < count
+        assert len(payload) <= 4_000 + 500  # the records, plus resource and scope once
+        expected, _ = sdk_request(snapshots[sent : sent + count])
+        wanted = expected.resource_logs[0].scope_logs[0].log_records
+        for record, want in zip(records_of(payload), wanted, strict=True):
+            record.observed_time_unix_nano = want.observed_time_unix_nano
+            assert record == want
+        sent += count
+    assert sent == len(snapshots)
+
+
+def test_a_request_the_exporter_refuses_fails_alone_and_is_counted(monkeypatch, caplog):
+    """One snapshot too large for the exporter's limit fails; the rest of its batch
+    is delivered, and the shipper's accounting says exactly that."""
+    import logging
+
+    import seedance_otel
+    from seedance_otel import _runtime
+    from seedance_otel.exporting import sinks
+
+    monkeypatch.setattr(sinks, "REQUEST_BYTES_LIMIT", 4_000)
+    batch = [every_field(i) for i in range(5)]
+    batch += [every_field(5, url="https://api.test/" + "x" * 6_000)]
+    batch += [every_field(i) for i in range(6, 11)]
+    with http_capture() as (port, captured):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+        sink = OtlpSink()
+        try:
+            sink._exporter._max_request_size = 4_000
+            with caplog.at_level(logging.WARNING, logger="seedance_otel"):
+                assert sink.export(batch) == sinks.PartlyExported(exported=10, failed=1)
+        finally:
+            sink.shutdown()
+        delivered = [r for _, body in captured.requests for r in records_of(body)]
+        assert [r.span_id for r in delivered] == [
+            bytes.fromhex(s.span_id) for s in batch if s.url and len(s.url) < 100
+        ]
+
+        captured.requests.clear()
+        seedance_otel.uninstrument()
+        seedance_otel.instrument(exporter="otlp", metrics=False, span_events=False)
+        try:
+            runtime = _runtime.RUNTIME
+            assert runtime is not None and runtime.shipper is not None
+            runtime.shipper._sink._exporter._max_request_size = 4_000  # type: ignore[attr-defined]
+            for snapshot in batch:
+                runtime.publish(snapshot)
+            assert seedance_otel.flush(10)
+            stats = seedance_otel.stats()
+        finally:
+            seedance_otel.uninstrument()
+    assert stats["captured"] == 11
+    assert (stats["exported"], stats["export_failed"], stats["pending"]) == (10, 1, 0)
+    assert sum(len(records_of(body)) for _, body in captured.requests) == 10

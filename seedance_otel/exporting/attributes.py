@@ -31,10 +31,15 @@ __all__ = [
     "EVENT_NAME",
     "FIELD_TO_ATTRIBUTE",
     "NO_EXCEPTION",
+    "PER_FAULT_ATTRIBUTES",
+    "PER_FAULT_FIELDS",
+    "SHARED_FIELDS",
     "WIRE_ATTRIBUTES",
     "fault_error_type",
     "http_method_attributes",
     "protocol_version",
+    "read_per_fault",
+    "shared_attributes",
     "snapshot_from_attributes",
     "snapshot_to_attributes",
 ]
@@ -135,15 +140,61 @@ def _tls_protocol(version: str) -> tuple[str, str] | None:
     return None
 
 
-_PAIRS = tuple(FIELD_TO_ATTRIBUTE.items())
-_read_fields = operator.attrgetter(*(field for field, _ in _PAIRS))
+PER_FAULT_FIELDS: tuple[str, ...] = (
+    "local_port",
+    "socket_cookie",
+    "connection_idle_s",
+    "connection_age_s",
+    "connection_requests",
+    "url",
+    "dns_duration_s",
+    "peer_reuse_ok_max_idle_s",
+    "peer_reuse_ok_count",
+    "timestamp_ns",
+    "collapsed_count",
+    "collapsed_since_ns",
+)
+"""Fields whose values differ from one fault to the next (times, ports,
+counts, the URL). Their attributes come last: everything before them is the
+same for every fault of one peer, kind and error, which is what lets the
+OTLP encoder keep that part's bytes (:mod:`.otlp_encoding`)."""
+
+_SHARED_PAIRS = tuple(
+    (field, attribute)
+    for field, attribute in FIELD_TO_ATTRIBUTE.items()
+    if field not in PER_FAULT_FIELDS
+)
+PER_FAULT_ATTRIBUTES: tuple[str, ...] = tuple(FIELD_TO_ATTRIBUTE[f] for f in PER_FAULT_FIELDS)
+_read_shared = operator.attrgetter(*(field for field, _ in _SHARED_PAIRS))
+read_per_fault = operator.attrgetter(*PER_FAULT_FIELDS)
+"""The per-fault fields' values, in :data:`PER_FAULT_ATTRIBUTES` order."""
+
+SHARED_FIELDS: tuple[str, ...] = (
+    *(field for field, _ in _SHARED_PAIRS),
+    "http_method",
+    "error_type",
+    "error_message",
+    "tls_version",
+)
+"""Every field :func:`shared_attributes` reads: equal values give equal attributes."""
 
 
 def snapshot_to_attributes(snapshot: ResetContextSnapshot) -> dict[str, Any]:
-    """OTel attributes of ``snapshot``; absent values are left out (OTel has no null)."""
+    """OTel attributes of ``snapshot``; absent values are left out (OTel has no null).
+
+    The per-fault attributes follow the shared ones (see :data:`PER_FAULT_FIELDS`)."""
+    out = shared_attributes(snapshot)
+    for attribute, value in zip(PER_FAULT_ATTRIBUTES, read_per_fault(snapshot), strict=True):
+        if value is not None:
+            out[attribute] = value
+    return out
+
+
+def shared_attributes(snapshot: ResetContextSnapshot) -> dict[str, Any]:
+    """The attributes of ``snapshot`` read from :data:`SHARED_FIELDS` only."""
     out: dict[str, Any] = {
         attribute: value
-        for (_field, attribute), value in zip(_PAIRS, _read_fields(snapshot), strict=True)
+        for (_field, attribute), value in zip(_SHARED_PAIRS, _read_shared(snapshot), strict=True)
         if value is not None
     }
     out["seedance.fault.kind"] = snapshot.kind.value

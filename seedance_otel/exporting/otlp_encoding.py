@@ -31,7 +31,9 @@ numbers are those of ``opentelemetry/proto/logs/v1/logs.proto`` and
 from __future__ import annotations
 
 import functools
+import operator
 import struct
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -39,7 +41,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .._snapshot import ResetContextSnapshot
-from .attributes import EVENT_NAME, snapshot_to_attributes
+from .attributes import (
+    EVENT_NAME,
+    PER_FAULT_ATTRIBUTES,
+    SHARED_FIELDS,
+    read_per_fault,
+    shared_attributes,
+)
 
 __all__ = ["LogsRequestEncoder", "encode_value"]
 
@@ -60,6 +68,20 @@ def _varint(value: int) -> bytes:
         return _SMALL[value]
     if value < 0x4000:  # ports, lengths: two bytes without the loop
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if 1 << 56 <= value < 1 << 63:  # timestamps in ns: nine bytes, unrolled
+        return bytes(
+            (
+                (value & 0x7F) | 0x80,
+                (value >> 7 & 0x7F) | 0x80,
+                (value >> 14 & 0x7F) | 0x80,
+                (value >> 21 & 0x7F) | 0x80,
+                (value >> 28 & 0x7F) | 0x80,
+                (value >> 35 & 0x7F) | 0x80,
+                (value >> 42 & 0x7F) | 0x80,
+                (value >> 49 & 0x7F) | 0x80,
+                value >> 56,
+            )
+        )
     out = []
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -163,52 +185,125 @@ class LogsRequestEncoder:
         self._bools: dict[tuple[str, bool], bytes] = {}
         self._floats: dict[str, bytes] = {}
         """Per key: the constant head of its double-valued field (the value is 8 bytes)."""
+        self._shared: dict[tuple[Any, ...], bytes] = {}
+        """Severity, body and shared attributes of a record, by the values of the
+        fields they come from (:data:`~.attributes.SHARED_FIELDS`)."""
 
-    def encode(
+    def encode(self, snapshots: Sequence[ResetContextSnapshot], observed_ns: int) -> bytes:
+        """The serialized request: one ``ResourceLogs``, one ``ScopeLogs``, the batch's records."""
+        return self.request(self.encode_records(snapshots, observed_ns))
+
+    def encode_records(
         self,
         snapshots: Sequence[ResetContextSnapshot],
         observed_ns: int,
         *,
         pause: Callable[[], object] | None = None,
-        pause_every: int = 16,
-    ) -> bytes:
-        """The serialized request: one ``ResourceLogs``, one ``ScopeLogs``, the batch's records.
+        slice_s: float = 2e-4,
+    ) -> list[bytes]:
+        """Each snapshot's ``log_records`` field, ready for :meth:`request`.
 
-        ``pause`` is called after every ``pause_every`` records: encoding
-        holds the GIL, and the caller lets other threads run there.
+        Encoding holds the GIL: with ``pause``, it is called whenever
+        ``slice_s`` of encoding has passed since the last one (checked every
+        8 records), and the caller lets other threads run there.
         """
-        if not snapshots:
-            return b""
         observed = b"\x59" + _pack_fixed64(observed_ns) if observed_ns else b""
         encode_record = self.encode_record
         if pause is None:
-            records = [_field(b"\x12", encode_record(s, observed)) for s in snapshots]
-        else:
-            records = []
-            for start in range(0, len(snapshots), pause_every):
-                if start:
-                    pause()
-                records += [
-                    _field(b"\x12", encode_record(s, observed))
-                    for s in snapshots[start : start + pause_every]
-                ]
+            return [_field(b"\x12", encode_record(s, observed)) for s in snapshots]
+        records: list[bytes] = []
+        since = time.perf_counter()
+        for start in range(0, len(snapshots), 8):
+            records += [
+                _field(b"\x12", encode_record(s, observed)) for s in snapshots[start : start + 8]
+            ]
+            if time.perf_counter() - since >= slice_s and start + 8 < len(snapshots):
+                pause()
+                since = time.perf_counter()
+        return records
+
+    def request(self, records: Sequence[bytes]) -> bytes:
+        """The serialized ``ExportLogsServiceRequest`` holding ``records`` (from
+        :meth:`encode_records`); empty when there are none."""
+        if not records:
+            return b""
         scope_logs = _field(b"\x12", self._scope + b"".join(records) + self._scope_schema)
         return _field(b"\x0a", self._resource + scope_logs + self._resource_schema)
 
     def encode_record(self, snapshot: ResetContextSnapshot, observed: bytes) -> bytes:
         """One serialized ``LogRecord`` (``observed``: its encoded observed-time field)."""
-        message = snapshot.error_message or snapshot.error_type
-        body = _field(b"\x0a", f"{snapshot.kind.value}: {message}".encode())
+        key = _read_shared(snapshot)
+        try:
+            shared = self._shared.get(key)
+        except TypeError:  # a list where a tuple belongs: unhashable, never kept
+            shared = None
+        if shared is None or not (
+            # ``True == 1 == 1.0``: a kept part serves only exact ints and bools.
+            (key[_SERVER_PORT] is None or key[_SERVER_PORT].__class__ is int)
+            and (key[_PEER_PORT] is None or key[_PEER_PORT].__class__ is int)
+            and (key[_ERRNO] is None or key[_ERRNO].__class__ is int)
+            and (key[_REUSED] is None or key[_REUSED].__class__ is bool)
+        ):
+            shared = self._encode_shared(snapshot, key)
         parts = [
             b"\x09" + _pack_fixed64(snapshot.timestamp_ns) if snapshot.timestamp_ns else b"",
-            _SEVERITY,
-            _field(b"\x2a", body),
+            shared,
         ]
         append = parts.append
+        strings = self._strings
+        table: dict[Any, bytes] | None
+        for (name, int_heads, float_head), value in zip(
+            _PER_FAULT_HEADS, read_per_fault(snapshot), strict=True
+        ):
+            if value is None:
+                continue
+            cls = value.__class__
+            if cls is int:
+                varint = _SMALL[value] if 0 <= value < 0x80 else _varint(value)
+                append(int_heads[len(varint)] + varint)
+            elif cls is float:
+                append(float_head + _pack_double(value))
+            elif cls is str:  # the URL
+                table = strings.get(name)
+                encoded = table.get(value) if table is not None else None
+                if encoded is None:
+                    encoded = _remember(strings, name, value, _string_field(name, value))
+                append(encoded)
+            else:
+                append(_attribute(name, value))
+        # ``trace_sampled``: the span's sampled flag, on snapshots that keep it.
+        append(_trace_fields(snapshot.trace_id, snapshot.span_id, snapshot.trace_sampled))
+        append(observed)
+        append(_EVENT_NAME)
+        return b"".join(parts)
+
+    def _encode_shared(self, snapshot: ResetContextSnapshot, key: tuple[Any, ...]) -> bytes:
+        """Severity, body and the shared attributes of ``snapshot``, kept under ``key`` when
+        its ints, bools and string tuples are exactly that (see :meth:`encode_record`)."""
+        message = snapshot.error_message or snapshot.error_type
+        body = _field(b"\x0a", f"{snapshot.kind.value}: {message}".encode())
+        encoded = b"".join(
+            [
+                _SEVERITY,
+                _field(b"\x2a", body),
+                *self._encode_attributes(shared_attributes(snapshot)),
+            ]
+        )
+        if _keepable(key):
+            shared = self._shared
+            if len(shared) >= _CACHE_LIMIT:
+                shared.clear()
+            shared[key] = encoded
+        return encoded
+
+    def _encode_attributes(self, attributes: Mapping[str, Any]) -> list[bytes]:
+        """Each attribute's field, from the per-key tables where a value was seen before."""
+        out: list[bytes] = []
+        append = out.append
         strings, ints, floats = self._strings, self._ints, self._floats
         bools, texts = self._bools, self._texts
         table: dict[Any, bytes] | None
-        for key, value in snapshot_to_attributes(snapshot).items():
+        for key, value in attributes.items():
             cls = value.__class__
             if cls is str:
                 table = strings.get(key)
@@ -221,10 +316,7 @@ class LogsRequestEncoder:
                 if encoded is None:
                     encoded = _remember(ints, key, value, _int_field(key, value))
             elif cls is float:
-                head = floats.get(key)
-                if head is None:
-                    head = floats[key] = _key_value(key, 0.0)[:-8]
-                    head = floats[key] = _ATTRIBUTE_TAG + _SMALL[len(head) + 8] + head
+                head = floats.get(key) or _float_head(floats, key)
                 encoded = head + _pack_double(value)
             elif cls is bool:
                 encoded = bools.get((key, value)) or _remember_bool(bools, key, value)
@@ -241,12 +333,59 @@ class LogsRequestEncoder:
             else:  # anything else: encoded each time
                 encoded = _attribute(key, value)
             append(encoded)
-        # ``trace_sampled``: the span's sampled flag, on snapshots that keep it.
-        sampled = getattr(snapshot, "trace_sampled", None)
-        append(_trace_fields(snapshot.trace_id, snapshot.span_id, sampled))
-        append(observed)
-        append(_EVENT_NAME)
-        return b"".join(parts)
+        return out
+
+
+_read_shared = operator.attrgetter(
+    # The kind's plain string: hashing the enum member runs Python code.
+    *("kind._value_" if field == "kind" else field for field in SHARED_FIELDS)
+)
+_SERVER_PORT, _PEER_PORT, _ERRNO, _REUSED = (
+    SHARED_FIELDS.index(field)
+    for field in ("server_port", "peer_port", "errno", "connection_reused")
+)
+_STRING_TUPLES = tuple(
+    SHARED_FIELDS.index(field) for field in ("alpn_offered", "peer_addresses_tried")
+)
+
+
+def _int_heads(key: str) -> tuple[bytes, ...]:
+    """Everything before an int attribute's varint, by the varint's length (1-10 bytes)."""
+    key_head = _key_head(key)
+    heads = [b""]
+    for size in range(1, 11):
+        key_value_size = len(key_head) + 2 + size  # + AnyValue length + int tag
+        heads.append(
+            _ATTRIBUTE_TAG + _varint(key_value_size) + key_head + _SMALL[1 + size] + b"\x18"
+        )
+    return tuple(heads)
+
+
+def _float_head_of(key: str) -> bytes:
+    """Everything before a double attribute's 8 bytes."""
+    head = _key_value(key, 0.0)[:-8]
+    return _ATTRIBUTE_TAG + _SMALL[len(head) + 8] + head
+
+
+def _keepable(key: tuple[Any, ...]) -> bool:
+    """Whether a shared part may be kept under ``key``: hashable, its ints and bools
+    exactly that, its tuples all strings (``(1,) == (True,)``, never ``== ("1",)``)."""
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return (
+        all(key[i] is None or key[i].__class__ is int for i in (_SERVER_PORT, _PEER_PORT, _ERRNO))
+        and (key[_REUSED] is None or key[_REUSED].__class__ is bool)
+        and all(
+            key[i] is None or all(item.__class__ is str for item in key[i]) for i in _STRING_TUPLES
+        )
+    )
+
+
+def _float_head(floats: dict[str, bytes], key: str) -> bytes:
+    head = floats[key] = _float_head_of(key)
+    return head
 
 
 def _remember_bool(table: dict[tuple[str, bool], bytes], key: str, value: bool) -> bytes:
@@ -283,7 +422,10 @@ def _string_field(key: str, value: str) -> bytes:
 
 def _int_field(key: str, value: int) -> bytes:
     """:func:`_attribute` for an int value (timestamps, cookies, ports: mostly misses)."""
-    return _wrap(_key_head(key), b"\x18" + _varint(value))
+    any_value = b"\x18" + _varint(value)  # at most 11 bytes
+    key_value = _key_head(key) + _SMALL[len(any_value)] + any_value
+    size = len(key_value)
+    return _ATTRIBUTE_TAG + (_SMALL[size] if size < 0x80 else _varint(size)) + key_value
 
 
 def _wrap(head: bytes, any_value: bytes) -> bytes:
@@ -295,6 +437,8 @@ def _wrap(head: bytes, any_value: bytes) -> bytes:
 
 _SAMPLED_FLAGS = b"\x45\x01\x00\x00\x00"
 """``flags`` (fixed32, field 8) with the W3C sampled bit."""
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
 
 
 def _trace_fields(trace_id: str | None, span_id: str | None, sampled: bool | None) -> bytes:
@@ -306,6 +450,19 @@ def _trace_fields(trace_id: str | None, span_id: str | None, sampled: bool | Non
     """
     if not (trace_id and span_id):
         return b""
+    if len(trace_id) == 32 and len(span_id) == 16:  # the usual form: hex, no parsing as int
+        try:
+            trace_bytes, span_bytes = bytes.fromhex(trace_id), bytes.fromhex(span_id)
+        except ValueError:
+            return b""
+        if len(trace_bytes) == 16 and len(span_bytes) == 8:  # no spaces between the bytes
+            return b"".join(
+                (
+                    _SAMPLED_FLAGS if sampled else b"",
+                    b"\x4a\x10" + trace_bytes if trace_bytes != _ZERO_TRACE else b"",
+                    b"\x52\x08" + span_bytes if span_bytes != _ZERO_SPAN else b"",
+                )
+            )
     try:
         trace = int(trace_id, 16)
         span = int(span_id, 16)
@@ -317,3 +474,9 @@ def _trace_fields(trace_id: str | None, span_id: str | None, sampled: bool | Non
     except (ValueError, OverflowError):
         return b""
     return out
+
+
+_PER_FAULT_HEADS = tuple(
+    (key, _int_heads(key), _float_head_of(key)) for key in PER_FAULT_ATTRIBUTES
+)
+"""Per per-fault attribute: its name, int heads and double head, computed once."""

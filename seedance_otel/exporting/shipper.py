@@ -25,7 +25,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from .._guard import Guard, report_internal_error
 from .._ring import RingBuffer
 from .._snapshot import ResetContextSnapshot
-from .sinks import ExportOutcome, Sink
+from .sinks import ExportOutcome, PartlyExported, Sink
 
 __all__ = ["AFTER_SHUTDOWN", "EXPORTER_NONE", "Shipper"]
 
@@ -112,7 +112,7 @@ class Shipper:
                 self._settle(self._export(part), len(part))
                 self._mark_settled(batch.first_seq + start + len(part))
 
-    def _export(self, items: list[ResetContextSnapshot]) -> str:
+    def _export(self, items: list[ResetContextSnapshot]) -> str | PartlyExported:
         try:
             return self._sink.export(items)
         except Exception:
@@ -121,8 +121,10 @@ class Shipper:
             report_internal_error(f"{self._sink.name} exporter")
             return ExportOutcome.FAILED
 
-    def _settle(self, outcome: str, count: int) -> None:
-        if outcome == ExportOutcome.EXPORTED:
+    def _settle(self, outcome: str | PartlyExported, count: int) -> None:
+        if isinstance(outcome, PartlyExported):
+            self._ring.settle(exported=outcome.exported, failed=outcome.failed)
+        elif outcome == ExportOutcome.EXPORTED:
             self._ring.settle(exported=count)
         elif outcome == ExportOutcome.DROPPED:
             self._ring.drop_taken(count, EXPORTER_NONE)
