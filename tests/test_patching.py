@@ -79,3 +79,88 @@ def test_add_default_refuses_to_shadow():
 
     with pytest.raises(RuntimeError):
         PatchSet("test").add_default(Target, "existing", None)
+
+
+def test_wrap_calls_the_wrapper_as_wrapt_would():
+    """Over a plain method: a plain function, the original bound, the
+    arguments as given, the result and the exception passed through."""
+    seen = []
+
+    class Target:
+        def method(self, a, b=2):
+            if a == "boom":
+                raise KeyError(a)
+            return (self, a, b)
+
+    def wrapper(wrapped, instance, args, kwargs):
+        seen.append((wrapped.__func__ is original, instance, args, kwargs))
+        return wrapped(*args, **kwargs)
+
+    original = Target.__dict__["method"]
+    patches = PatchSet("test")
+    patches.wrap(Target, "method", wrapper)
+    target = Target()
+    hooked = Target.__dict__["method"]
+    assert type(hooked).__name__ == "function" and hooked.__wrapped__ is original
+    assert target.method(1, b=3) == (target, 1, 3)
+    assert Target.method(target, 4) == (target, 4, 2)  # called through the class
+    with pytest.raises(KeyError) as raised:
+        target.method("boom")
+    assert raised.value.args == ("boom",)
+    assert seen == [
+        (True, target, (1,), {"b": 3}),
+        (True, target, (4,), {}),
+        (True, target, ("boom",), {}),
+    ]
+    patches.restore()
+    assert Target.__dict__["method"] is original
+
+
+def test_wrap_keeps_a_coroutine_method_a_coroutine_function():
+    import asyncio
+
+    class Target:
+        async def method(self, x):
+            return x + 1
+
+    PatchSet("test").wrap(Target, "method", lambda w, i, a, k: w(*a, **k))
+    assert asyncio.iscoroutinefunction(Target.method)
+    assert asyncio.run(Target().method(1)) == 2
+
+
+def test_wrap_falls_back_to_wrapt_for_other_descriptors():
+    import wrapt
+
+    class Target:
+        @staticmethod
+        def make(x):
+            return x * 2
+
+    patches = PatchSet("test")
+    patches.wrap(Target, "make", lambda w, i, a, k: w(*a, **k) + 1)
+    assert isinstance(Target.__dict__["make"], wrapt.FunctionWrapper)
+    assert Target.make(2) == 5 and Target().make(3) == 7
+    patches.restore()
+    assert Target.make(2) == 4
+
+
+def test_wrap_module_function_has_no_instance():
+    import types
+
+    module = types.ModuleType("target")
+
+    def function(x):
+        return x
+
+    module.function = function  # type: ignore[attr-defined]
+    seen = []
+
+    def wrapper(wrapped, instance, args, kwargs):
+        seen.append((wrapped, instance, args))
+        return wrapped(*args, **kwargs)
+
+    patches = PatchSet("test")
+    patches.wrap_module_function(module, "function", wrapper)
+    assert module.function(5) == 5 and seen == [(function, None, (5,))]
+    patches.restore()
+    assert module.function is function
