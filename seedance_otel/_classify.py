@@ -247,6 +247,25 @@ def walk_chain(exc: BaseException) -> list[BaseException]:
     when ``__suppress_context__`` is set: httpcore's ``raise exc from None``
     hides the errno there.
     """
+    # Most chains are a line (no groups): followed without the stack and set.
+    line = [exc]
+    current = exc
+    while len(line) < _MAX_CHAIN:
+        if isinstance(getattr(current, "exceptions", None), (tuple, list)):
+            return _walk_tree(exc)
+        linked = current.__cause__ if current.__cause__ is not None else current.__context__
+        if linked is None:
+            break
+        for earlier in line:
+            if earlier is linked:  # a cycle
+                return line
+        line.append(linked)
+        current = linked
+    return line
+
+
+def _walk_tree(exc: BaseException) -> list[BaseException]:
+    """:func:`walk_chain` through exception groups: depth first, each exception once."""
     out: list[BaseException] = []
     seen: set[int] = set()
     stack = [exc]

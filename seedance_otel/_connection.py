@@ -32,6 +32,7 @@ __all__ = [
     "PeerStats",
     "SocketFacts",
     "socket_facts",
+    "split_address",
 ]
 
 # Bucket bounds that resolve common idle timeouts (nginx 75 s, ALB 60/350 s,
@@ -82,6 +83,7 @@ class ConnectionFields:
 
 
 SO_COOKIE = getattr(socket, "SO_COOKIE", 57 if sys.platform.startswith("linux") else None)
+_BYTEORDER = sys.byteorder
 
 
 class PeerStats:
@@ -216,7 +218,12 @@ class SocketFacts:
         )
 
 
-def _split_address(addr: Any) -> tuple[str | None, int | None]:
+def split_address(addr: Any) -> tuple[str | None, int | None]:
+    """(host, port) of a socket address tuple; ``(None, None)`` for anything else."""
+    if type(addr) is tuple and len(addr) >= 2:
+        host, port = addr[0], addr[1]
+        if type(host) is str and type(port) is int:  # what a socket says: as it is
+            return host, port
     if isinstance(addr, tuple) and len(addr) >= 2:
         host, port = addr[0], addr[1]
         return (str(host) if host is not None else None), (
@@ -246,11 +253,11 @@ def socket_facts(sock: Any, peername: Any = None, sockname: Any = None) -> Socke
         if SO_COOKIE is not None:
             try:
                 raw = sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8)
-                facts.socket_cookie = int.from_bytes(raw, sys.byteorder) or None
+                facts.socket_cookie = int.from_bytes(raw, _BYTEORDER) or None
             except (OSError, AttributeError, TypeError, ValueError):
                 facts.socket_cookie = None
-    facts.peer_address, facts.peer_port = _split_address(peername)
-    facts.local_port = _split_address(sockname)[1]
+    facts.peer_address, facts.peer_port = split_address(peername)
+    facts.local_port = split_address(sockname)[1]
     return facts
 
 

@@ -395,3 +395,33 @@ def test_cancellations_from_different_cancel_scopes_share_a_verdict():
     again = classify(timed_out("7f3b99"), HookFacts(phase="connect"))
     assert first is not None and first.kind is FaultKind.CONNECT_TIMEOUT
     assert again is first
+
+
+def test_walk_chain_follows_lines_as_the_tree_walk_does():
+    """The straight-line walk (most chains) gives what the general walk gives:
+    causes before contexts, cycles cut, groups handed to the tree walk."""
+    from seedance_otel._classify import _MAX_CHAIN, _walk_tree, walk_chain
+
+    def line(n):
+        items = [OSError(i) for i in range(n)]
+        for outer, inner in zip(items, items[1:]):
+            outer.__context__ = inner
+        return items
+
+    plain = line(3)
+    caused = line(3)
+    caused[0].__cause__ = ValueError("cause")  # the cause wins over the context
+    cycle = line(3)
+    cycle[2].__context__ = cycle[0]
+    long = line(_MAX_CHAIN + 5)
+    grouped = line(2)
+    group = Exception("a group")  # as ExceptionGroup (3.11+) holds its members
+    group.exceptions = (OSError("a"), ValueError("b"))  # type: ignore[attr-defined]
+    grouped[1].__context__ = group
+    for case in (plain, caused, cycle, long, grouped):
+        walked = walk_chain(case[0])
+        assert walked == _walk_tree(case[0])
+    assert walk_chain(cycle[0]) == cycle
+    assert len(walk_chain(long[0])) == _MAX_CHAIN
+    assert [type(e) for e in walk_chain(caused[0])] == [OSError, ValueError]
+    assert len(walk_chain(grouped[0])) == 5

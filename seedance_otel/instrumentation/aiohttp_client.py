@@ -1,7 +1,7 @@
 """aiohttp: connection history and fault capture, per attempt, within budget.
 
-Two hooks run on every request, and both are plain functions with positional
-arguments (see ``_patching`` for why not wrapt there):
+Two hooks run on every request, and both are plain functions with aiohttp's
+exact signature (see ``_patching`` for why):
 
 * ``Connection.__init__`` - aiohttp hands a connection (new or pooled) to one
   attempt. We stamp the start of its use on the ``ResponseHandler``'s
@@ -15,7 +15,7 @@ arguments (see ``_patching`` for why not wrapt there):
   taken only if it was raised through this connection's frames: an
   application may close a response inside its own ``except`` block.
 
-Everything else runs per new connection or only on a fault (wrapt):
+Everything else runs per new connection or only on a fault (``PatchSet.wrap``):
 
 * ``TCPConnector._create_connection`` - DNS, refused, TLS and reset-on-connect
   failures, with the request at hand, and the sockets tried (peer address,
@@ -25,7 +25,8 @@ Everything else runs per new connection or only on a fault (wrapt):
   is a connect, DNS or pool timeout, told apart by where the cancelled task was.
 * ``BaseConnector._wait_for_available_connection`` - runs only when the pool
   is full; marks the pool phase.
-* ``TCPConnector._resolve_host`` - times name resolution (DNS split).
+* ``TCPConnector._resolve_host`` - times name resolution (DNS split); for
+  an IP literal, nothing is resolved and the hook steps aside.
 * ``ResponseHandler.connection_lost`` - a peer closing an *idle* pooled
   connection (aiohttp clears ``transport`` before closing one itself).
 * ``TimerContext.timeout`` - fires only when the total timeout expires; marks
@@ -78,7 +79,6 @@ _handler_codes: frozenset[CodeType] = frozenset()
 _GUARD_TIMER = Guard("aiohttp TimerContext.timeout")
 _GUARD_CREATE = Guard("aiohttp create connection")
 _GUARD_CONNECTION_LOST = Guard("aiohttp connection_lost")
-_GUARD_RESOLVE_START = Guard("aiohttp resolve (start)")
 _GUARD_RESOLVE_FAILED = Guard("aiohttp resolve (failure)")
 _GUARD_RESOLVE = Guard("aiohttp resolve")
 
@@ -437,23 +437,33 @@ def _connection_lost(
 # -- per new connection: DNS ----------------------------------------------------
 
 
-async def _resolve_host(
+def _resolve_host(
     wrapped: Any, connector: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     probe = None
-    with _GUARD_RESOLVE_START:
-        host = args[0] if args else kwargs.get("host")
-        probe = _dns.start_lookup(str(host))
+    try:
+        probe = _dns.start_lookup(str(args[0] if args else kwargs.get("host")))
+    except Exception:
+        report_internal_error("aiohttp resolve (start)")
+    if probe is None:
+        # An IP literal (nothing is resolved, nothing to time): aiohttp's own
+        # coroutine, without a frame of ours around it.
+        return wrapped(*args, **kwargs)
+    return _timed_resolve(wrapped, args, kwargs, probe)
+
+
+async def _timed_resolve(
+    wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], probe: _dns.DnsProbe
+) -> Any:
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
-        if probe is not None and not isinstance(exc, asyncio.CancelledError):
+        if not isinstance(exc, asyncio.CancelledError):
             with _GUARD_RESOLVE_FAILED:
                 probe.finish(exc)
         raise
-    if probe is not None:
-        with _GUARD_RESOLVE:
-            probe.finish()
+    with _GUARD_RESOLVE:
+        probe.finish()
     return result
 
 
@@ -510,7 +520,7 @@ def install(module: Any = None) -> None:
     _patches.replace(connector.Connection, "__init__", _make_connection_init)
     _patches.replace(connector.BaseConnector, "_release", _make_release)
     _patches.replace(helpers.TimerContext, "timeout", _make_timer_timeout)
-    # Per new connection or per fault: wrapt.
+    # Per new connection or per fault: wrapt-style hooks.
     _patches.wrap(
         connector.TCPConnector, "_create_connection", _patches.when_enabled(_create_connection)
     )

@@ -21,7 +21,7 @@ import asyncio
 from contextvars import ContextVar, Token
 from typing import Any
 
-from .._connection import ConnectionFields, SocketFacts, socket_facts
+from .._connection import ConnectionFields, SocketFacts, socket_facts, split_address
 from .._guard import Guard, report_internal_error
 from ._patching import PatchSet
 
@@ -33,6 +33,7 @@ _attempts: ContextVar[list[SocketFacts] | None] = ContextVar(
 )
 MAX_ATTEMPTS = 16
 """A connect rarely tries more; the list is per connect, so this bounds memory."""
+_GUARD_NOTE = Guard("sock_connect (note)")
 
 
 def begin() -> Token[list[SocketFacts] | None]:
@@ -85,7 +86,7 @@ async def _connect_and_note(
     try:
         return await wrapped(*args, **kwargs)
     finally:
-        with Guard("sock_connect (note)"):
+        with _GUARD_NOTE:
             _note(facts, sock, address)
 
 
@@ -97,7 +98,8 @@ def _sock_connect(
         return wrapped(*args, **kwargs)
     try:
         address = args[1] if len(args) > 1 else kwargs.get("address")
-        facts = socket_facts(None, address)
+        facts = SocketFacts()
+        facts.peer_address, facts.peer_port = split_address(address)
         attempts.append(facts)
     except Exception:
         report_internal_error("sock_connect")
