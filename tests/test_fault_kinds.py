@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import threading
+import time
 
 import aiohttp
 import httpx
@@ -142,6 +145,31 @@ def test_pool_timeout_httpx(instrumented, package):
     [snap] = [s for s in snaps_of(package) if s.kind is FaultKind.POOL_TIMEOUT]
     assert snap.phase == "pool"
     assert snap.server_port is not None and snap.url and snap.url.endswith("/held")
+
+
+@pytest.mark.parametrize("package", ["httpx", "httpx2"])
+def test_pool_timeout_httpx_sync(instrumented, package):
+    """The sync pool's wait: the waiting request is found in the caller's frames
+    (the hook on ``Event.wait`` is a plain function with a frame of its own)."""
+    client_module = importlib.import_module(package)
+    limits = client_module.Limits(max_connections=1)
+    timeout = client_module.Timeout(1.5, pool=0.3)
+    with SilentServer() as server, client_module.Client(limits=limits, timeout=timeout) as client:
+
+        def hold() -> None:
+            with contextlib.suppress(client_module.TimeoutException):
+                client.get(server.url("/held"))  # the server never answers: a read timeout
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        time.sleep(0.2)
+        with pytest.raises(client_module.PoolTimeout):
+            client.get(server.url("/waiting"))
+        holder.join(5)
+        assert not holder.is_alive()
+    [snap] = [s for s in snaps_of(package) if s.kind is FaultKind.POOL_TIMEOUT]
+    assert snap.phase == "pool"
+    assert snap.server_port == server.port and snap.url and snap.url.endswith("/waiting")
 
 
 def test_pool_timeout_aiohttp(instrumented):
