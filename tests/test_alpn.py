@@ -141,7 +141,16 @@ def test_asyncio_start_tls_alert_120(instrumented, refusing_server, client_ssl_c
     async def main() -> BaseException | None:
         reader, writer = await asyncio.open_connection("127.0.0.1", refusing_server.port)
         try:
-            await writer.start_tls(client_ssl_context, server_hostname="127.0.0.1")
+            if hasattr(writer, "start_tls"):
+                await writer.start_tls(client_ssl_context, server_hostname="127.0.0.1")
+            else:  # Python 3.10: the loop's own, which StreamWriter.start_tls (3.11+) calls
+                transport = writer.transport
+                await asyncio.get_running_loop().start_tls(
+                    transport,
+                    transport.get_protocol(),
+                    client_ssl_context,
+                    server_hostname="127.0.0.1",
+                )
         except Exception as exc:
             return exc
         finally:
