@@ -32,7 +32,6 @@ __all__ = [
     "PeerStats",
     "SocketFacts",
     "socket_facts",
-    "split_address",
 ]
 
 # Bucket bounds that resolve common idle timeouts (nginx 75 s, ALB 60/350 s,
@@ -218,7 +217,7 @@ class SocketFacts:
         )
 
 
-def split_address(addr: Any) -> tuple[str | None, int | None]:
+def _split_address(addr: Any) -> tuple[str | None, int | None]:
     """(host, port) of a socket address tuple; ``(None, None)`` for anything else."""
     if type(addr) is tuple and len(addr) >= 2:
         host, port = addr[0], addr[1]
@@ -256,8 +255,8 @@ def socket_facts(sock: Any, peername: Any = None, sockname: Any = None) -> Socke
                 facts.socket_cookie = int.from_bytes(raw, _BYTEORDER) or None
             except (OSError, AttributeError, TypeError, ValueError):
                 facts.socket_cookie = None
-    facts.peer_address, facts.peer_port = split_address(peername)
-    facts.local_port = split_address(sockname)[1]
+    facts.peer_address, facts.peer_port = _split_address(peername)
+    facts.local_port = _split_address(sockname)[1]
     return facts
 
 

@@ -257,13 +257,8 @@ class LogsRequestEncoder:
             shared = self._shared.get(key)
         except TypeError:  # a list where a tuple belongs: unhashable, never kept
             shared = None
-        if shared is None or not (
-            # ``True == 1 == 1.0``: a kept part serves only exact ints and bools.
-            (key[_SERVER_PORT] is None or key[_SERVER_PORT].__class__ is int)
-            and (key[_PEER_PORT] is None or key[_PEER_PORT].__class__ is int)
-            and (key[_ERRNO] is None or key[_ERRNO].__class__ is int)
-            and (key[_REUSED] is None or key[_REUSED].__class__ is bool)
-        ):
+        # ``True == 1 == 1.0``: a kept part serves only exact ints and bools.
+        if shared is None or not _exact_numbers(key):
             shared = self._encode_shared(snapshot, key)
         parts = [
             b"\x09" + _pack_fixed64(snapshot.timestamp_ns) if snapshot.timestamp_ns else b"",
@@ -394,12 +389,18 @@ def _keepable(key: tuple[Any, ...]) -> bool:
         hash(key)
     except TypeError:
         return False
+    return _exact_numbers(key) and all(
+        key[i] is None or all(item.__class__ is str for item in key[i]) for i in _STRING_TUPLES
+    )
+
+
+def _exact_numbers(key: tuple[Any, ...]) -> bool:
+    """``key``'s ports and errno are exact ints and its reuse flag an exact bool."""
     return (
-        all(key[i] is None or key[i].__class__ is int for i in (_SERVER_PORT, _PEER_PORT, _ERRNO))
+        (key[_SERVER_PORT] is None or key[_SERVER_PORT].__class__ is int)
+        and (key[_PEER_PORT] is None or key[_PEER_PORT].__class__ is int)
+        and (key[_ERRNO] is None or key[_ERRNO].__class__ is int)
         and (key[_REUSED] is None or key[_REUSED].__class__ is bool)
-        and all(
-            key[i] is None or all(item.__class__ is str for item in key[i]) for i in _STRING_TUPLES
-        )
     )
 
 

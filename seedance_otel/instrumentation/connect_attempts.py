@@ -21,7 +21,7 @@ import asyncio
 from contextvars import ContextVar, Token
 from typing import Any
 
-from .._connection import ConnectionFields, SocketFacts, socket_facts, split_address
+from .._connection import ConnectionFields, SocketFacts, socket_facts
 from .._guard import Guard, report_internal_error
 from ._patching import PatchSet
 
@@ -98,8 +98,7 @@ def _sock_connect(
         return wrapped(*args, **kwargs)
     try:
         address = args[1] if len(args) > 1 else kwargs.get("address")
-        facts = SocketFacts()
-        facts.peer_address, facts.peer_port = split_address(address)
+        facts = socket_facts(None, address)
         attempts.append(facts)
     except Exception:
         report_internal_error("sock_connect")
