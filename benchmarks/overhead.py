@@ -198,7 +198,7 @@ def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
 
     from seedance_otel._capture import FaultContext, capture
     from seedance_otel._classify import HookFacts
-    from seedance_otel._connection import ConnectionHistory, PeerStats
+    from seedance_otel._connection import ConnectionHistory, PeerStats, SocketFacts
     from seedance_otel.instrumentation.httpx_client import LIBRARY
 
     seedance_otel.uninstrument()
@@ -206,7 +206,7 @@ def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
     seedance_otel.instrument(ring_size=4096, **options)
     gc.collect()  # the HTTP workloads' garbage is not part of a capture's cost
     history = ConnectionHistory("httpx", "api.example.com", 443, PeerStats())
-    history.peer_address, history.peer_port, history.local_port = "10.0.0.7", 443, 50123
+    history.set_socket(SocketFacts(("10.0.0.7", 443), ("10.0.0.1", 50123)))
     history.requests_completed, history.idle_since = 3, time.monotonic() - 8.5
     history.begin_request(time.monotonic(), None)
     facts = HookFacts(phase="request")

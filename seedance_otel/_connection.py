@@ -191,30 +191,48 @@ class PeerRegistry:
 
 
 class SocketFacts:
-    """Addresses and TLS facts read once from a freshly made connection."""
+    """A connection's socket addresses, as the socket gave them, and its ``SO_COOKIE``.
 
-    __slots__ = (
-        "local_port",
-        "peer_address",
-        "peer_port",
-        "socket_cookie",
-    )
+    The address tuples are kept as they are and split into host and port
+    only when read, which is on a fault: a connection that never faults (or
+    whose fault a storm only counts) costs no splitting.
+    """
 
-    def __init__(self) -> None:
-        self.peer_address: str | None = None
-        self.peer_port: int | None = None
-        self.local_port: int | None = None
-        self.socket_cookie: int | None = None
+    __slots__ = ("peername", "socket_cookie", "sockname")
+
+    def __init__(
+        self, peername: Any = None, sockname: Any = None, socket_cookie: int | None = None
+    ) -> None:
+        self.peername = peername
+        self.sockname = sockname
+        self.socket_cookie = socket_cookie
+
+    @property
+    def peer_address(self) -> str | None:
+        return _split_address(self.peername)[0]
+
+    @property
+    def peer_port(self) -> int | None:
+        return _split_address(self.peername)[1]
+
+    @property
+    def local_port(self) -> int | None:
+        return _split_address(self.sockname)[1]
 
     def connection_fields(self, alpn_offered: tuple[str, ...] | None = None) -> ConnectionFields:
         """A snapshot's connection part for a socket that never got a history."""
+        peer_address, peer_port = _split_address(self.peername)
         return ConnectionFields(
-            peer_address=self.peer_address,
-            peer_port=self.peer_port,
+            peer_address=peer_address,
+            peer_port=peer_port,
             local_port=self.local_port,
             socket_cookie=self.socket_cookie,
             alpn_offered=alpn_offered,
         )
+
+
+_NO_SOCKET = SocketFacts()
+"""What a history knows of its socket before (or without) reading it."""
 
 
 def _split_address(addr: Any) -> tuple[str | None, int | None]:
@@ -237,7 +255,7 @@ def socket_facts(sock: Any, peername: Any = None, sockname: Any = None) -> Socke
     ``peername``/``sockname`` may be passed when the caller already has them
     (asyncio transports cache both at creation). Never raises.
     """
-    facts = SocketFacts()
+    cookie = None
     if sock is not None:
         if peername is None:
             try:
@@ -252,12 +270,10 @@ def socket_facts(sock: Any, peername: Any = None, sockname: Any = None) -> Socke
         if SO_COOKIE is not None:
             try:
                 raw = sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8)
-                facts.socket_cookie = int.from_bytes(raw, _BYTEORDER) or None
+                cookie = int.from_bytes(raw, _BYTEORDER) or None
             except (OSError, AttributeError, TypeError, ValueError):
-                facts.socket_cookie = None
-    facts.peer_address, facts.peer_port = _split_address(peername)
-    facts.local_port = _split_address(sockname)[1]
-    return facts
+                cookie = None
+    return SocketFacts(peername, sockname, cookie)
 
 
 class ConnectionHistory:
@@ -278,16 +294,13 @@ class ConnectionHistory:
         "idle_before_request_s",
         "idle_since",
         "library",
-        "local_port",
         "peer",
-        "peer_address",
-        "peer_port",
         "request",
         "requests_completed",
         "reused_for_request",
         "server_address",
         "server_port",
-        "socket_cookie",
+        "socket",
         "tls_version",
     )
 
@@ -313,19 +326,29 @@ class ConnectionHistory:
         self.idle_before_request_s: float | None = None
         self.reused_for_request = False
         self.request: Any = None
-        self.peer_address: str | None = None
-        self.peer_port: int | None = None
-        self.local_port: int | None = None
-        self.socket_cookie: int | None = None
+        self.socket = _NO_SOCKET
         self.tls_version: str | None = None
         self.alpn_offered: tuple[str, ...] | None = None
         self.alpn_negotiated: str | None = None
 
     def set_socket(self, facts: SocketFacts) -> None:
-        self.peer_address = facts.peer_address
-        self.peer_port = facts.peer_port
-        self.local_port = facts.local_port
-        self.socket_cookie = facts.socket_cookie
+        self.socket = facts
+
+    @property
+    def peer_address(self) -> str | None:
+        return self.socket.peer_address
+
+    @property
+    def peer_port(self) -> int | None:
+        return self.socket.peer_port
+
+    @property
+    def local_port(self) -> int | None:
+        return self.socket.local_port
+
+    @property
+    def socket_cookie(self) -> int | None:
+        return self.socket.socket_cookie
 
     def set_tls(self, ssl_object: Any, alpn_offered: tuple[str, ...] | None) -> None:
         """TLS version and negotiated ALPN from an ``ssl.SSLObject``/``SSLSocket``."""
@@ -400,11 +423,13 @@ class ConnectionHistory:
             reused = self.requests_completed > 0
             idle = None if self.idle_since is None else now - self.idle_since
         peer = self.peer
+        sock = self.socket
+        peer_address, peer_port = _split_address(sock.peername)
         return ConnectionFields(
-            peer_address=self.peer_address,
-            peer_port=self.peer_port,
-            local_port=self.local_port,
-            socket_cookie=self.socket_cookie,
+            peer_address=peer_address,
+            peer_port=peer_port,
+            local_port=sock.local_port,
+            socket_cookie=sock.socket_cookie,
             reused=reused,
             idle_s=idle,
             age_s=now - self.established_at if now > self.established_at else 0.0,

@@ -8,11 +8,11 @@ carry no peer address, local port or socket cookie.
 
 So while a library's connect hook runs (:func:`begin` ... :func:`end`, which
 mark the task's context) we wrap the selector loop's ``sock_connect`` and note each
-socket as it is tried, in order: its address at once, and its local port,
-cookie (and peer, once connected) when the attempt ends, before anyone closes
-it. Happy-eyeballs attempts run in tasks that inherit the context, so they
-share the list. Outside such a hook ``sock_connect`` costs one context-variable
-read. uvloop's loop cannot be wrapped: there the attempts stay unknown.
+socket as it is tried, in order: its address at once, and its local port
+and cookie when the attempt ends, before anyone closes it. Happy-eyeballs
+attempts run in tasks that inherit the context, so they share the list.
+Outside such a hook ``sock_connect`` costs one context-variable read.
+uvloop's loop cannot be wrapped: there the attempts stay unknown.
 """
 
 from __future__ import annotations
@@ -69,25 +69,22 @@ def fields_of(attempts: list[SocketFacts] | None) -> ConnectionFields | None:
     )
 
 
-def _note(facts: SocketFacts, sock: Any, address: Any) -> None:
-    """Fill ``facts`` from the socket as the attempt ends (it is still open)."""
-    read = socket_facts(sock, address)
-    facts.local_port = read.local_port
-    facts.socket_cookie = read.socket_cookie
-    if read.peer_address is not None:
-        facts.peer_address, facts.peer_port = read.peer_address, read.peer_port
+def _note(facts: SocketFacts, sock: Any) -> None:
+    """Fill ``facts`` from the socket as the attempt ends (it is still open);
+    its peer is the address it was connected to."""
+    read = socket_facts(sock, facts.peername)
+    facts.sockname, facts.socket_cookie = read.sockname, read.socket_cookie
 
 
 async def _connect_and_note(
     wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], facts: SocketFacts
 ) -> Any:
     sock = args[0] if args else kwargs.get("sock")
-    address = args[1] if len(args) > 1 else kwargs.get("address")
     try:
         return await wrapped(*args, **kwargs)
     finally:
         with _GUARD_NOTE:
-            _note(facts, sock, address)
+            _note(facts, sock)
 
 
 def _sock_connect(
@@ -98,7 +95,7 @@ def _sock_connect(
         return wrapped(*args, **kwargs)
     try:
         address = args[1] if len(args) > 1 else kwargs.get("address")
-        facts = socket_facts(None, address)
+        facts = SocketFacts(address)
         attempts.append(facts)
     except Exception:
         report_internal_error("sock_connect")
