@@ -275,3 +275,35 @@ def test_metrics_follow_a_new_instrument_after_uninstrument(shipping):
         assert seedance_otel.flush(5)
         assert dropped_total() == 3  # the new runtime's count, not the first one's
     provider.shutdown()
+
+
+def test_open_connections_forget_connections_dropped_without_closing(monkeypatch):
+    """A history whose connection is garbage-collected unclosed is neither
+    counted nor kept: the table of open connections stays bounded."""
+    import gc
+
+    from seedance_otel._connection import ConnectionHistory, PeerStats
+    from seedance_otel._ring import Accounting
+    from seedance_otel.exporting import metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "_PRUNE_AT", 8)
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    accounting = Accounting(0, 0, 0, 0, {})
+    metrics = metrics_module.Metrics(lambda: accounting, capacity=16, meter_provider=provider)
+    try:
+        kept = [ConnectionHistory("httpx", "kept.example", 443, PeerStats()) for _ in range(3)]
+        for history in kept:
+            metrics.on_connection_opened(history)
+        metrics.on_connection_closed(kept.pop(), 0.5)
+        for _ in range(50):  # opened, then dropped by the library without a close
+            lost = ConnectionHistory("httpx", "lost.example", 80, PeerStats())
+            metrics.on_connection_opened(lost)
+            del lost  # freed at once (no cycles); the collection below is a safety net
+        gc.collect()
+        assert len(metrics._connections) <= 2 * 8
+        counts = metrics.open_connection_counts()
+        assert counts == {(False, "idle", "kept.example", 443, "httpx", None): 2}
+        assert len(metrics._connections) == 2
+    finally:
+        metrics.retire()
+        provider.shutdown()

@@ -43,7 +43,6 @@ observed (callbacks at collection time).
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -98,6 +97,9 @@ _DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1,
 CONNECTION_BUCKETS_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 _DNS_KINDS = (FaultKind.DNS_TIMEOUT, FaultKind.DNS_ERROR)
+
+_PRUNE_AT = 4096
+"""Entries in the open-connection table before dead references are looked for."""
 
 AccountingSource = Callable[[], Accounting]
 """What the snapshot counts are read from: the runtime's ``ring.accounting``."""
@@ -183,12 +185,15 @@ class Metrics:
             unit="{connection}",
             description="Open plain asyncio client connections, idle or active.",
         )
-        self._connections: weakref.WeakSet[ConnectionHistory] = weakref.WeakSet()
-        self._lock = threading.Lock()
+        self._connections: dict[int, weakref.ref[ConnectionHistory]] = {}
+        """Open connections' histories by ``id``, held weakly: a connection the
+        library drops without closing leaves a dead reference, pruned later.
+        Plain dict operations (atomic under the GIL): no lock per connection."""
+        self._prune_at = _PRUNE_AT
         _make_live(self)
 
     def reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
+        """Nothing to reset: no lock is held across the per-connection calls."""
 
     def retire(self) -> None:
         """Stop reporting observed values (uninstrumented); a new ``Metrics`` takes over."""
@@ -227,12 +232,15 @@ class Metrics:
             self._idle.record(snapshot.connection_idle_s, attributes)
 
     def on_connection_opened(self, history: ConnectionHistory) -> None:
-        with self._lock:
-            self._connections.add(history)
+        connections = self._connections
+        if len(connections) >= self._prune_at:
+            self._prune()
+        connections[id(history)] = weakref.ref(history)
 
     def on_connection_closed(self, history: ConnectionHistory, age_s: float) -> None:
-        with self._lock:
-            self._connections.discard(history)
+        # An entry under this id is this history's (ids are unique among live
+        # objects), or a dead one's, which may go too.
+        self._connections.pop(id(history), None)
         attributes = _peer_attributes(
             history.server_address, history.server_port, protocol_version(history.alpn_negotiated)
         )
@@ -258,11 +266,25 @@ class Metrics:
     def capacity(self) -> int:
         return self._capacity
 
+    def _live_histories(self) -> list[ConnectionHistory]:
+        """The open connections' histories; dead references are dropped."""
+        live = []
+        for key, ref in list(self._connections.items()):
+            history = ref()
+            if history is not None:
+                live.append(history)
+            elif self._connections.get(key) is ref:  # not replaced meanwhile
+                self._connections.pop(key, None)
+        return live
+
+    def _prune(self) -> None:
+        """Bound the table: drop dead references; if most are live, wait longer next time."""
+        live = len(self._live_histories())
+        self._prune_at = max(_PRUNE_AT, 2 * live)
+
     def open_connection_counts(self) -> dict[ConnectionKey, int]:
-        with self._lock:
-            histories = list(self._connections)
         counts: dict[ConnectionKey, int] = {}
-        for history in histories:
+        for history in self._live_histories():
             key: ConnectionKey = (
                 history.library == ASYNCIO_LIBRARY,
                 "active" if history.active else "idle",
