@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from seedance_otel import FaultKind
+from seedance_otel import FaultKind, ResetContextSnapshot
 from seedance_otel._version import __version__
 from seedance_otel.exporting import otlp_transport
 from seedance_otel.exporting.otlp_encoding import LogsRequestEncoder
@@ -119,6 +119,10 @@ CASES = {
         every_field(connection_idle_s=8.0, connection_reused=True, connection_requests=1),
     ],
     "a large batch (multi-byte lengths)": [every_field(i) for i in range(300)],
+    "a snapshot carrying a storm's collapsed faults": [
+        every_field(collapsed_count=1),
+        every_field(collapsed_count=4_999, collapsed_since_ns=1_700_000_000_000_000_000),
+    ],
 }
 
 
@@ -183,6 +187,27 @@ def test_each_shared_field_has_its_own_say():
         batch = [every_field(1), every_field(2, **{field: value}), every_field(3)]
         expected, observed_ns = sdk_request(batch)
         assert encoder.encode(batch, observed_ns) == expected.SerializeToString(), field
+
+
+def test_each_per_fault_field_is_written_for_the_class_it_holds():
+    """The unrolled per-fault writer tests each field for the class the snapshot
+    declares first; a field added or retyped must say so here, not fall to the
+    slow path silently."""
+    import typing
+
+    from seedance_otel.exporting import otlp_encoding
+    from seedance_otel.exporting.attributes import PER_FAULT_FIELDS
+
+    hints = typing.get_type_hints(ResetContextSnapshot)
+    declared = {
+        field: next(
+            t for t in typing.get_args(hints[field]) or (hints[field],) if t is not type(None)
+        )
+        for field in PER_FAULT_FIELDS
+    }
+    assert declared == otlp_encoding._PER_FAULT_CLASSES
+    for field in PER_FAULT_FIELDS:
+        assert f"snapshot.{field}" in otlp_encoding._PER_FAULT_SOURCE
 
 
 def test_cached_values_never_cross_types_or_keys():
@@ -466,7 +491,8 @@ def test_collector_down_counts_the_batch_as_failed(monkeypatch, protocol):
 
 @pytest.mark.parametrize(
     "value",
-    [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 65535, 2**32, 2**56, 2**63 - 1, -1, -(2**63), -104],
+    [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 65535, 0x1FFFFF, 0x200000, 0xFFFFFFF, 0x10000000]
+    + [2**32, 2**56 - 1, 2**56, 2**63 - 1, -1, -(2**63), -104],
 )
 def test_integers_are_encoded_as_protobuf_does(value):
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue

@@ -44,8 +44,8 @@ from .._snapshot import ResetContextSnapshot
 from .attributes import (
     EVENT_NAME,
     PER_FAULT_ATTRIBUTES,
+    PER_FAULT_FIELDS,
     SHARED_FIELDS,
-    read_per_fault,
     shared_attributes,
 )
 
@@ -66,8 +66,19 @@ def _varint(value: int) -> bytes:
         value &= 0xFFFF_FFFF_FFFF_FFFF
     if value < 0x80:
         return _SMALL[value]
-    if value < 0x4000:  # ports, lengths: two bytes without the loop
+    if value < 0x4000:  # counts, lengths: two bytes without the loop
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x20_0000:  # ephemeral ports (32768 and up), socket cookies: three
+        return bytes(((value & 0x7F) | 0x80, (value >> 7 & 0x7F) | 0x80, value >> 14))
+    if value < 0x1000_0000:  # socket cookies of a long-running host: four
+        return bytes(
+            (
+                (value & 0x7F) | 0x80,
+                (value >> 7 & 0x7F) | 0x80,
+                (value >> 14 & 0x7F) | 0x80,
+                value >> 21,
+            )
+        )
     if 1 << 56 <= value < 1 << 63:  # timestamps in ns: nine bytes, unrolled
         return bytes(
             (
@@ -265,27 +276,7 @@ class LogsRequestEncoder:
             shared,
         ]
         append = parts.append
-        strings = self._strings
-        table: dict[Any, bytes] | None
-        for (name, int_heads, float_head), value in zip(
-            _PER_FAULT_HEADS, read_per_fault(snapshot), strict=True
-        ):
-            if value is None:
-                continue
-            cls = value.__class__
-            if cls is int:
-                varint = _SMALL[value] if 0 <= value < 0x80 else _varint(value)
-                append(int_heads[len(varint)] + varint)
-            elif cls is float:
-                append(float_head + _pack_double(value))
-            elif cls is str:  # the URL
-                table = strings.get(name)
-                encoded = table.get(value) if table is not None else None
-                if encoded is None:
-                    encoded = _remember(strings, name, value, _string_field(name, value))
-                append(encoded)
-            else:
-                append(_attribute(name, value))
+        _write_per_fault(snapshot, append, self._strings)
         # ``trace_sampled``: the span's sampled flag, on snapshots that keep it.
         append(_trace_fields(snapshot.trace_id, snapshot.span_id, snapshot.trace_sampled))
         append(observed)
@@ -497,7 +488,99 @@ def _trace_fields(trace_id: str | None, span_id: str | None, sampled: bool | Non
     return out
 
 
-_PER_FAULT_HEADS = tuple(
-    (key, _int_heads(key), _float_head_of(key)) for key in PER_FAULT_ATTRIBUTES
-)
-"""Per per-fault attribute: its name, int heads and double head, computed once."""
+def _per_fault_value(strings: dict[str, dict[str, bytes]], name: str, value: Any) -> bytes:
+    """A per-fault attribute's field for any value: the URL from its key's table,
+    numbers by their exact class, anything else (a ``bool``, an ``int``
+    subclass) by the generic mapping."""
+    cls = value.__class__
+    if cls is int:
+        varint = _varint(value)
+        return _int_heads(name)[len(varint)] + varint
+    if cls is float:
+        return _float_head_of(name) + _pack_double(value)
+    if cls is str:
+        table = strings.get(name)
+        encoded = table.get(value) if table is not None else None
+        if encoded is None:
+            encoded = _remember(strings, name, value, _string_field(name, value))
+        return encoded
+    return _attribute(name, value)
+
+
+def _per_fault_writer() -> tuple[
+    Callable[[ResetContextSnapshot, Callable[[bytes], None], Any], None], str
+]:
+    """``write(snapshot, append, strings)``, which appends each present per-fault
+    field, and its source.
+
+    The per-fault attributes are most of a record's encoding (nine to twelve
+    values no cache can serve), so their loop is unrolled: one block per
+    field of :data:`~.attributes.PER_FAULT_FIELDS`, its heads bound as
+    constants, its expected class tested first (a small int's varint is one
+    table look-up). A value of any other class takes
+    :func:`_per_fault_value`, so the bytes stay the generic mapping's. Against
+    one loop over the fields with a class dispatch per value, a record took
+    64,300 instructions instead of 73,400 (``benchmarks.encoding_instructions``).
+    The source is kept in ``_PER_FAULT_SOURCE`` for the reader (and a debugger).
+    """
+    namespace: dict[str, Any] = {
+        "_SMALL": _SMALL,
+        "_varint": _varint,
+        "_pack_double": _pack_double,
+        "_other": _per_fault_value,
+    }
+    lines = ["def write(snapshot, append, strings):"]
+    for i, (field, name) in enumerate(zip(PER_FAULT_FIELDS, PER_FAULT_ATTRIBUTES, strict=True)):
+        expected = _PER_FAULT_CLASSES[field]
+        namespace[f"NAME_{i}"] = name
+        lines += [f"    value = snapshot.{field}", "    if value is not None:"]
+        if expected is int:
+            heads = _int_heads(name)
+            namespace[f"INT_{i}"] = heads
+            namespace[f"INT1_{i}"] = heads[1]
+            lines += [
+                "        if value.__class__ is int:",
+                "            if 0 <= value < 0x80:",
+                f"                append(INT1_{i} + _SMALL[value])",
+                "            else:",
+                "                varint = _varint(value)",
+                f"                append(INT_{i}[len(varint)] + varint)",
+            ]
+        elif expected is float:
+            namespace[f"FLOAT_{i}"] = _float_head_of(name)
+            lines += [
+                "        if value.__class__ is float:",
+                f"            append(FLOAT_{i} + _pack_double(value))",
+            ]
+        else:
+            lines += [
+                "        if value.__class__ is str:",
+                f"            table = strings.get(NAME_{i})",
+                "            encoded = table.get(value) if table is not None else None",
+                "            if encoded is None:",
+                f"                encoded = _other(strings, NAME_{i}, value)",
+                "            append(encoded)",
+            ]
+        lines += ["        else:", f"            append(_other(strings, NAME_{i}, value))"]
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, "<seedance_otel per-fault attributes>", "exec"), namespace)
+    return namespace["write"], source
+
+
+_PER_FAULT_CLASSES: dict[str, type] = {
+    "local_port": int,
+    "socket_cookie": int,
+    "connection_idle_s": float,
+    "connection_age_s": float,
+    "connection_requests": int,
+    "url": str,
+    "dns_duration_s": float,
+    "peer_reuse_ok_max_idle_s": float,
+    "peer_reuse_ok_count": int,
+    "timestamp_ns": int,
+    "collapsed_count": int,
+    "collapsed_since_ns": int,
+}
+"""The class each per-fault field holds (``ResetContextSnapshot``'s annotations)."""
+
+_write_per_fault, _PER_FAULT_SOURCE = _per_fault_writer()
