@@ -232,7 +232,9 @@ class SocketFacts:
 
 
 _NO_SOCKET = SocketFacts()
-"""What a history knows of its socket before (or without) reading it."""
+"""What a history knows of its socket before (or without) reading it. Shared
+by every such history: a history's socket is replaced (``set_socket``), never
+changed in place."""
 
 
 def _split_address(addr: Any) -> tuple[str | None, int | None]:

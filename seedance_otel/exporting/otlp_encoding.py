@@ -34,7 +34,9 @@ import functools
 import operator
 import struct
 import time
+import typing
 from collections.abc import Callable, Mapping, Sequence
+from types import NoneType
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -533,6 +535,7 @@ def _per_fault_writer() -> tuple[
     for i, (field, name) in enumerate(zip(PER_FAULT_FIELDS, PER_FAULT_ATTRIBUTES, strict=True)):
         expected = _PER_FAULT_CLASSES[field]
         namespace[f"NAME_{i}"] = name
+        other = f"append(_other(strings, NAME_{i}, value))"
         lines += [f"    value = snapshot.{field}", "    if value is not None:"]
         if expected is int:
             heads = _int_heads(name)
@@ -545,14 +548,18 @@ def _per_fault_writer() -> tuple[
                 "            else:",
                 "                varint = _varint(value)",
                 f"                append(INT_{i}[len(varint)] + varint)",
+                "        else:",
+                f"            {other}",
             ]
         elif expected is float:
             namespace[f"FLOAT_{i}"] = _float_head_of(name)
             lines += [
                 "        if value.__class__ is float:",
                 f"            append(FLOAT_{i} + _pack_double(value))",
+                "        else:",
+                f"            {other}",
             ]
-        else:
+        elif expected is str:
             lines += [
                 "        if value.__class__ is str:",
                 f"            table = strings.get(NAME_{i})",
@@ -560,27 +567,28 @@ def _per_fault_writer() -> tuple[
                 "            if encoded is None:",
                 f"                encoded = _other(strings, NAME_{i}, value)",
                 "            append(encoded)",
+                "        else:",
+                f"            {other}",
             ]
-        lines += ["        else:", f"            append(_other(strings, NAME_{i}, value))"]
+        else:  # declared otherwise: the generic mapping only
+            lines.append(f"        {other}")
     source = "\n".join(lines) + "\n"
     exec(compile(source, "<seedance_otel per-fault attributes>", "exec"), namespace)
     return namespace["write"], source
 
 
-_PER_FAULT_CLASSES: dict[str, type] = {
-    "local_port": int,
-    "socket_cookie": int,
-    "connection_idle_s": float,
-    "connection_age_s": float,
-    "connection_requests": int,
-    "url": str,
-    "dns_duration_s": float,
-    "peer_reuse_ok_max_idle_s": float,
-    "peer_reuse_ok_count": int,
-    "timestamp_ns": int,
-    "collapsed_count": int,
-    "collapsed_since_ns": int,
-}
-"""The class each per-fault field holds (``ResetContextSnapshot``'s annotations)."""
+def _declared_classes() -> dict[str, type]:
+    """The class each per-fault field is declared with (``int | None`` -> ``int``)."""
+    hints = typing.get_type_hints(ResetContextSnapshot)
+    declared = {}
+    for field in PER_FAULT_FIELDS:
+        classes = [
+            c for c in typing.get_args(hints[field]) or (hints[field],) if c is not NoneType
+        ]
+        declared[field] = classes[0] if len(classes) == 1 else object
+    return declared
+
+
+_PER_FAULT_CLASSES = _declared_classes()
 
 _write_per_fault, _PER_FAULT_SOURCE = _per_fault_writer()
