@@ -71,9 +71,11 @@ def fields_of(attempts: list[SocketFacts] | None) -> ConnectionFields | None:
 
 def _note(facts: SocketFacts, sock: Any) -> None:
     """Fill ``facts`` from the socket as the attempt ends (it is still open);
-    its peer is the address it was connected to."""
+    its peer is the address it was connected to, asked of the socket only
+    when the call did not say."""
     read = socket_facts(sock, facts.peername)
-    facts.sockname, facts.socket_cookie = read.sockname, read.socket_cookie
+    facts.peername, facts.sockname = read.peername, read.sockname
+    facts.socket_cookie = read.socket_cookie
 
 
 async def _connect_and_note(
