@@ -6,7 +6,8 @@ stream, an asyncio transport's protocol). It answers the questions a bare
 exception cannot: was this connection reused, how long had it sat idle, how
 old is it, how many requests did it serve, which peer IP and local port, which
 TLS version and ALPN. Addresses are read from the socket once, when the
-connection is made: httpcore reads them lazily and fails after a RST.
+connection is made (httpcore reads them lazily and fails after a RST), and
+split into host and port only when a fault's snapshot needs them.
 
 A :class:`PeerStats` per ``(server_address, server_port)`` keeps the idle
 times of *successful* reuses (and of peer closes of idle connections): the
@@ -207,13 +208,13 @@ class SocketFacts:
         self.sockname = sockname
         self.socket_cookie = socket_cookie
 
-    @property
-    def peer_address(self) -> str | None:
-        return _split_address(self.peername)[0]
+    def peer(self) -> tuple[str | None, int | None]:
+        """(peer address, peer port)."""
+        return _split_address(self.peername)
 
     @property
-    def peer_port(self) -> int | None:
-        return _split_address(self.peername)[1]
+    def peer_address(self) -> str | None:
+        return self.peer()[0]
 
     @property
     def local_port(self) -> int | None:
@@ -221,7 +222,7 @@ class SocketFacts:
 
     def connection_fields(self, alpn_offered: tuple[str, ...] | None = None) -> ConnectionFields:
         """A snapshot's connection part for a socket that never got a history."""
-        peer_address, peer_port = _split_address(self.peername)
+        peer_address, peer_port = self.peer()
         return ConnectionFields(
             peer_address=peer_address,
             peer_port=peer_port,
@@ -336,22 +337,6 @@ class ConnectionHistory:
     def set_socket(self, facts: SocketFacts) -> None:
         self.socket = facts
 
-    @property
-    def peer_address(self) -> str | None:
-        return self.socket.peer_address
-
-    @property
-    def peer_port(self) -> int | None:
-        return self.socket.peer_port
-
-    @property
-    def local_port(self) -> int | None:
-        return self.socket.local_port
-
-    @property
-    def socket_cookie(self) -> int | None:
-        return self.socket.socket_cookie
-
     def set_tls(self, ssl_object: Any, alpn_offered: tuple[str, ...] | None) -> None:
         """TLS version and negotiated ALPN from an ``ssl.SSLObject``/``SSLSocket``."""
         self.alpn_offered = alpn_offered
@@ -426,7 +411,7 @@ class ConnectionHistory:
             idle = None if self.idle_since is None else now - self.idle_since
         peer = self.peer
         sock = self.socket
-        peer_address, peer_port = _split_address(sock.peername)
+        peer_address, peer_port = sock.peer()
         return ConnectionFields(
             peer_address=peer_address,
             peer_port=peer_port,

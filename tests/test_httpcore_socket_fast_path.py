@@ -73,7 +73,7 @@ def test_the_applications_trace_extension_sees_every_connect_event(
                 response = await client.get(server.url("/"), extensions={"trace": trace})
                 assert response.status_code == 200
                 history = _network_stream(client)._seedance_history
-                assert history is not None and history.local_port is not None
+                assert history is not None and history.socket.local_port is not None
 
         asyncio.run(main())
     expected = ["connection.connect_tcp.started", "connection.connect_tcp.complete"]

@@ -241,7 +241,7 @@ def _watch(
         )
     )
     if history.server_address is None:
-        history.server_address, history.server_port = history.peer_address, history.peer_port
+        history.server_address, history.server_port = history.socket.peer()
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is not None:
         history.set_tls(ssl_object, alpn_offered_by(getattr(ssl_object, "context", None)))

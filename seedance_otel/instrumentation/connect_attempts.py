@@ -60,9 +60,10 @@ def fields_of(attempts: list[SocketFacts] | None) -> ConnectionFields | None:
         return None
     last = attempts[-1]
     addresses = tuple(dict.fromkeys(a.peer_address for a in attempts if a.peer_address))
+    peer_address, peer_port = last.peer()
     return ConnectionFields(
-        peer_address=last.peer_address,
-        peer_port=last.peer_port,
+        peer_address=peer_address,
+        peer_port=peer_port,
         local_port=last.local_port,
         socket_cookie=last.socket_cookie,
         peer_addresses_tried=addresses if len(addresses) > 1 else None,
