@@ -240,9 +240,10 @@ class HttpFaultServer(LoopbackServer):
 
     @staticmethod
     def _recv(sock: socket.socket, timeout: float) -> bytes | None:
-        """One read: data, ``b""`` when it timed out (try again), ``None`` at EOF or error."""
-        sock.settimeout(timeout)
+        """One read: data, ``b""`` when it timed out (try again), ``None`` at EOF or error
+        (the socket closed under us by ``stop()`` included)."""
         try:
+            sock.settimeout(timeout)
             return sock.recv(65536) or None
         except (TimeoutError, ssl.SSLWantReadError):
             return b""
