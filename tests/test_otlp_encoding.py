@@ -509,6 +509,34 @@ def test_encoding_lets_other_threads_run_between_slices():
     assert encoder.request(records) == expected
 
 
+def test_the_grpc_call_lets_other_threads_run_before_and_after(monkeypatch):
+    """The SDK's retry loop and grpc's Python before the call blocks would
+    otherwise run in one stretch with the end of the encoding."""
+    events: list[str] = []
+    monkeypatch.setattr(otlp_transport, "let_other_threads_run", lambda: events.append("pause"))
+    snapshots = [every_field(i) for i in range(3)]
+    with Receiver("127.0.0.1", 0, 0) as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        sink = OtlpSink()
+        try:
+            stub = sink._exporter._client
+            send = stub._export
+
+            def sending(*args, **kwargs):
+                events.append("send")
+                return send(*args, **kwargs)
+
+            stub._export = sending
+            assert sink.export(snapshots) == ExportOutcome.EXPORTED
+            assert receiver.wait_for_snapshots(len(snapshots), 10)
+        finally:
+            sink.shutdown()
+    assert events[-3:] == ["pause", "send", "pause"]
+    assert events.count("send") == 1
+    assert [r.snapshot for r in receiver.snapshots] == snapshots
+
+
 def test_an_http_request_over_the_exporters_size_limit_fails_whole(monkeypatch, caplog):
     import logging
 

@@ -23,13 +23,26 @@ SDK's own encoder: slower, never wrong.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-__all__ = ["EncodedLogs", "encoded_exporter"]
+__all__ = ["EncodedLogs", "encoded_exporter", "let_other_threads_run"]
 
 _logger = logging.getLogger("seedance_otel")
 
 _EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+def let_other_threads_run() -> None:
+    """Release the GIL, long enough to lose it, between two stretches of our Python.
+
+    A thread waiting for the GIL (an application's event loop back from
+    ``epoll``) otherwise waits for the 5 ms switch interval: a zero-length
+    release is usually won back by this thread before the waiter wakes up.
+    10 us (plus the kernel's timer slack) is enough for the hand-over and
+    costs the shipper a few percent of its throughput, no CPU.
+    """
+    time.sleep(1e-5)
 
 
 class EncodedLogs:
@@ -58,14 +71,29 @@ def _grpc_exporter() -> Any:
     from opentelemetry.sdk._logs.export import LogRecordExportResult
 
     class _RawLogsStub:
-        """``LogsServiceStub`` whose request is already bytes (gRPC sends bytes as they are)."""
+        """``LogsServiceStub`` whose request is already bytes (gRPC sends bytes as they are).
+
+        The call lets other threads run before and after it. Without that, the
+        SDK's retry loop and grpc's Python code before the call blocks run in
+        one stretch with the end of the encoding, and an event loop waiting for
+        the GIL waits that long (measured: loop lag p99 +1.14 ms over a
+        nothing-shipping control, +0.65 ms with these pauses).
+        """
 
         def __init__(self, channel: Any) -> None:
-            self.Export = channel.unary_unary(
+            self._export = channel.unary_unary(
                 _EXPORT_METHOD,
                 request_serializer=None,
                 response_deserializer=ExportLogsServiceResponse.FromString,
             )
+
+        def Export(self, request: bytes, *args: Any, **kwargs: Any) -> Any:
+            """Named as the generated stub's method, which the SDK's retry loop calls."""
+            let_other_threads_run()
+            try:
+                return self._export(request, *args, **kwargs)
+            finally:
+                let_other_threads_run()
 
     class EncodedGrpcLogExporter(OTLPLogExporter):
         """The SDK's gRPC log exporter, fed :class:`EncodedLogs`."""

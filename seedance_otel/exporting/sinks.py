@@ -40,7 +40,7 @@ from .._snapshot import ResetContextSnapshot
 from .._version import __version__
 from .attributes import EVENT_NAME, snapshot_to_attributes
 from .otlp_encoding import LogsRequestEncoder
-from .otlp_transport import EncodedLogs, encoded_exporter
+from .otlp_transport import EncodedLogs, encoded_exporter, let_other_threads_run
 
 __all__ = [
     "ConsoleSink",
@@ -197,18 +197,6 @@ over a nothing-shipping control, median of 6 rounds, ~12 us per record):
 36,000/s, 64 added 1.4 ms."""
 
 
-def _let_other_threads_run() -> None:
-    """Release the GIL between slices of encoding, long enough to lose it.
-
-    A thread waiting for the GIL (an application's event loop back from
-    ``epoll``) otherwise waits for the 5 ms switch interval: a zero-length
-    release is usually won back by this thread before the waiter wakes up.
-    10 us (plus the kernel's timer slack) is enough for the hand-over and
-    costs the shipper a few percent of its throughput, no CPU.
-    """
-    time.sleep(1e-5)
-
-
 def request_groups(records: Sequence[bytes], limit: int) -> list[Sequence[bytes]]:
     """``records`` in order, cut into runs of at most ``limit`` bytes (a
     record larger than that alone in its run)."""
@@ -294,7 +282,7 @@ class OtlpSink:
         encoder = self._encoder
         if encoder is not None:
             records = encoder.encode_records(
-                snapshots, time.time_ns(), pause=_let_other_threads_run, slice_s=ENCODE_SLICE_S
+                snapshots, time.time_ns(), pause=let_other_threads_run, slice_s=ENCODE_SLICE_S
             )
             exported = 0
             for group in request_groups(records, self._request_bytes):
