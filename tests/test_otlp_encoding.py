@@ -509,25 +509,29 @@ def test_encoding_lets_other_threads_run_between_slices():
     assert encoder.request(records) == expected
 
 
-def test_the_grpc_call_lets_other_threads_run_before_and_after(monkeypatch):
-    """The SDK's retry loop and grpc's Python before the call blocks would
-    otherwise run in one stretch with the end of the encoding."""
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_the_send_lets_other_threads_run_before_and_after(monkeypatch, protocol):
+    """The end of the encoding, the SDK's send path and grpc's or ``requests``'
+    Python code would otherwise hold the GIL in one stretch."""
     events: list[str] = []
     monkeypatch.setattr(otlp_transport, "let_other_threads_run", lambda: events.append("pause"))
     snapshots = [every_field(i) for i in range(3)]
     with Receiver("127.0.0.1", 0, 0) as receiver:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint)
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
         sink = OtlpSink()
         try:
-            stub = sink._exporter._client
-            send = stub._export
+            # the stub's channel call (gRPC) or the SDK's HTTP client
+            holder = sink._exporter._client
+            name = "_export" if protocol == "grpc" else "export"
+            send = getattr(holder, name)
 
             def sending(*args, **kwargs):
                 events.append("send")
                 return send(*args, **kwargs)
 
-            stub._export = sending
+            setattr(holder, name, sending)
             assert sink.export(snapshots) == ExportOutcome.EXPORTED
             assert receiver.wait_for_snapshots(len(snapshots), 10)
         finally:

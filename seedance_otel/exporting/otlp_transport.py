@@ -15,6 +15,11 @@ below the exporters' public API, at two places pinned by
 * HTTP (exporter 1.45 and later): ``exporter._client.export(bytes)``, the
   SDK's HTTP client that compresses, posts and retries.
 
+Around each send (the stub's call; the HTTP client's ``export``) the GIL
+is released briefly, so an application's event loop does not wait for the
+end of the encoding, the SDK's send path and grpc's or ``requests``' Python
+code as one stretch.
+
 When those names are missing (an older exporter, or a newer one that moved
 them), :func:`encoded_exporter` returns ``None`` and the sink keeps the
 SDK's own encoder: slower, never wrong.
@@ -145,7 +150,15 @@ def _http_exporter() -> Any:
                         f"request of {len(payload)} bytes"
                     )
                     return False
-                outcome = self._client.export(payload)
+                # As around the gRPC call: the end of the encoding, the SDK's
+                # client and ``requests`` would otherwise hold the GIL in one
+                # stretch (against nginx on loopback, lag p99 +0.86 ms over a
+                # nothing-shipping control without the pauses, +0.55 ms with them).
+                let_other_threads_run()
+                try:
+                    outcome = self._client.export(payload)
+                finally:
+                    let_other_threads_run()
                 if not outcome.success:
                     result.error = outcome.error
                     if outcome.status_code is not None:
