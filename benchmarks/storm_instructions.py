@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib.util
 import os
 import statistics
 import time
@@ -91,7 +89,6 @@ def main() -> None:
     parser.add_argument("--only", default="", help="substring of 'library storm' to run")
     args = parser.parse_args()
     n = args.faults
-    libraries = [lib for lib in storms.LIBRARIES if importlib.util.find_spec(lib) is not None]
     print(
         f"instructions per faulting request (valgrind callgrind, main thread), {n} vs "
         f"{2 * n} faults, median of {args.repeats}; budget +25 us/fault"
@@ -100,33 +97,24 @@ def main() -> None:
         f"{'storm':<24}{'raw Ir':>10}{'+collapsed Ir':>14}{'+full Ir':>10}"
         f"{'raw us':>8}{'faults/s':>9}{'+us collapsed':>14}{'+us full':>9}{'+us storm':>10}"
     )
-    for library in libraries:
-        for storm in storms.STORMS:
-            name = f"{library} {storm}"
-            if args.only not in name:
-                continue
-            server: contextlib.AbstractContextManager[str]
-            if storm == "refused":
-                server = contextlib.nullcontext(storms._closed_port_url())
-            else:
-                server = storms.fault_server("rst" if storm == "new-conn-rst" else "reuse-rst")
-            with server as url:
-                per: dict[str, list[float]] = {mode: [] for mode in MODES}
-                for _ in range(args.repeats):
-                    for mode in MODES:
-                        small = count(library, storm, mode, url, n)
-                        large = count(library, storm, mode, url, 2 * n)
-                        per[mode].append((large - small) / n)
-                raw_us, rate = native(library, storm, url, 2000)
-            raw, collapsed, full = (statistics.median(per[mode]) for mode in MODES)
-            us_per_ir = raw_us / raw
-            add_c, add_f = (collapsed - raw) * us_per_ir, (full - raw) * us_per_ir
-            mixed = add_c + min(1.0, 10 / rate) * (add_f - add_c)
-            print(
-                f"{name:<24}{raw:>10.0f}{collapsed - raw:>+14.0f}{full - raw:>+10.0f}"
-                f"{raw_us:>8.1f}{rate:>9.0f}{add_c:>+14.1f}{add_f:>+9.1f}{mixed:>+10.1f}",
-                flush=True,
-            )
+    for library, storm, name in storms.selected(args.only):
+        with storms.storm_server(storm) as url:
+            per: dict[str, list[float]] = {mode: [] for mode in MODES}
+            for _ in range(args.repeats):
+                for mode in MODES:
+                    small = count(library, storm, mode, url, n)
+                    large = count(library, storm, mode, url, 2 * n)
+                    per[mode].append((large - small) / n)
+            raw_us, rate = native(library, storm, url, 2000)
+        raw, collapsed, full = (statistics.median(per[mode]) for mode in MODES)
+        us_per_ir = raw_us / raw
+        add_c, add_f = (collapsed - raw) * us_per_ir, (full - raw) * us_per_ir
+        mixed = add_c + min(1.0, 10 / rate) * (add_f - add_c)
+        print(
+            f"{name:<24}{raw:>10.0f}{collapsed - raw:>+14.0f}{full - raw:>+10.0f}"
+            f"{raw_us:>8.1f}{rate:>9.0f}{add_c:>+14.1f}{add_f:>+9.1f}{mixed:>+10.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

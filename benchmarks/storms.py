@@ -10,7 +10,9 @@ httpx2 when present):
 Each storm runs for the same time in a fresh process, uninstrumented
 (``raw``), instrumented with the collector down (OTLP to a closed port) and
 up (``seedance-otel receive`` on loopback), in alternating order for a few
-rounds; each figure is the median over the rounds. Reported per storm and
+rounds; each figure is the median over the rounds. Instrumented runs keep
+the defaults (collapsing on, metrics on: through the OTel API, with no SDK
+``MeterProvider``). Reported per storm and
 mode:
 
 * added CPU per faulting request, in us: the main thread's CPU time
@@ -23,7 +25,9 @@ mode:
 Wall-clock numbers on a shared machine wander; compare the columns of one run.
 
 A single run wanders by tens of microseconds per fault on a shared machine;
-``benchmarks.storm_instructions`` counts instructions instead.
+``benchmarks.storm_paired`` measures the added CPU with raw and instrumented
+rounds alternating in one process, and ``benchmarks.storm_instructions``
+counts instructions.
 
 Usage: python -m benchmarks.storms [--seconds 3] [--rounds 3] [--quick] [--only httpx]
 """
@@ -196,7 +200,7 @@ def child(library: str, storm: str, mode: str, url: str, seconds: float) -> None
     import seedance_otel
 
     if mode != "raw":
-        seedance_otel.instrument(exporter="otlp", metrics=False)
+        seedance_otel.instrument(exporter="otlp")  # metrics on, as by default
     result = asyncio.run(_storm(library, storm, url, seconds))
     if mode != "raw":
         seedance_otel.flush(5)
@@ -235,6 +239,25 @@ def _closed_port_url() -> str:
     return f"http://127.0.0.1:{_free_port()}/"
 
 
+def storm_server(storm: str) -> contextlib.AbstractContextManager[str]:
+    """The URL a storm's requests go to: a closed port, or a fault server."""
+    if storm == "refused":
+        return contextlib.nullcontext(_closed_port_url())
+    return fault_server("rst" if storm == "new-conn-rst" else "reuse-rst")
+
+
+def selected(only: str) -> Iterator[tuple[str, str, str]]:
+    """(library, storm, "library storm") of each installed library's storms
+    whose name contains ``only``."""
+    for library in LIBRARIES:
+        if importlib.util.find_spec(library) is None:
+            continue
+        for storm in STORMS:
+            name = f"{library} {storm}"
+            if only in name:
+                yield library, storm, name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -250,7 +273,6 @@ def main() -> None:
     seconds = 1.0 if args.quick else args.seconds
     if args.quick:
         args.rounds = 1
-    libraries = [lib for lib in LIBRARIES if importlib.util.find_spec(lib) is not None]
     print(
         f"fault storms, {seconds:g} s each, median of {args.rounds} alternating rounds; "
         "CPU is the main thread's; budget +25 us/fault"
@@ -262,26 +284,17 @@ def main() -> None:
     print(header)
     with receiver() as up_endpoint:
         down_endpoint = f"http://127.0.0.1:{_free_port()}"
-        for library in libraries:
-            for storm in STORMS:
-                name = f"{library} {storm}"
-                if args.only not in name:
-                    continue
-                server: contextlib.AbstractContextManager[str]
-                if storm == "refused":
-                    server = contextlib.nullcontext(_closed_port_url())
-                else:
-                    server = fault_server("rst" if storm == "new-conn-rst" else "reuse-rst")
-                with server as url:
-                    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
-                    for round_ in range(args.rounds):
-                        # Alternate the order, so a trend on the machine hits every mode.
-                        for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
-                            endpoint = up_endpoint if mode == "collector-up" else down_endpoint
-                            result = _run_child(library, storm, mode, url, seconds, endpoint)
-                            runs[mode].append(result)
-                    for mode in MODES:
-                        print(_row(name, mode, runs[mode], runs["raw"]))
+        for library, storm, name in selected(args.only):
+            with storm_server(storm) as url:
+                runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+                for round_ in range(args.rounds):
+                    # Alternate the order, so a trend on the machine hits every mode.
+                    for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
+                        endpoint = up_endpoint if mode == "collector-up" else down_endpoint
+                        result = _run_child(library, storm, mode, url, seconds, endpoint)
+                        runs[mode].append(result)
+                for mode in MODES:
+                    print(_row(name, mode, runs[mode], runs["raw"]))
 
 
 def _per_fault_us(result: dict[str, Any]) -> float:
