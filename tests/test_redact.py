@@ -93,3 +93,27 @@ def test_message_without_secrets_is_unchanged():
 
 def test_long_messages_are_bounded():
     assert len(redact_message("x" * 10_000)) <= 1024
+
+
+def test_repeated_inputs_are_answered_from_a_bounded_memory():
+    """A storm repeats its messages and URLs; the answer stays the same, the memory bounded."""
+    message = "Connect call failed ('127.0.0.1', 9) https://u:p@api.example.com/v1?token=abc#frag"
+    first = redact_message(message)
+    hits = redact_message.cache_info().hits
+    assert redact_message(message) == first
+    assert redact_message.cache_info().hits == hits + 1
+    assert "abc" not in first and "u:p" not in first
+    for i in range(600):
+        redact_url(f"https://api.example.com/v1?token=secret{i}")
+    assert redact_url.cache_info().currsize <= 256
+    assert redact_url("https://api.example.com/v1?token=secret599") == (
+        "https://api.example.com/v1?token=REDACTED"
+    )
+
+
+def test_long_inputs_are_redacted_but_not_remembered():
+    before = redact_message.cache_info().currsize
+    long_message = "password=hunter2 " + "x" * 5000
+    assert "hunter2" not in redact_message(long_message)
+    assert "hunter2" not in redact_message(long_message)
+    assert redact_message.cache_info().currsize == before
