@@ -67,7 +67,9 @@ def child(library: str, storm: str, metrics: str, url: str, rounds: int, faults:
             raise RuntimeError(f"{done} faults of {faults}")
         return cpu / done * 1e6
 
-    run(False), run(True)  # warm up: imports, caches, the server's first accepts
+    # Warm up: imports, caches, the server's first accepts.
+    run(False)
+    run(True)
     raw: list[float] = []
     added: list[float] = []
     for round_ in range(rounds):
