@@ -9,6 +9,7 @@ the transport nor record a snapshot of their own (they still time DNS).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 
 from ._library import Library
@@ -18,8 +19,10 @@ __all__ = ["current", "enter", "leave"]
 _owner: ContextVar[Library | None] = ContextVar("seedance_otel_connection_owner", default=None)
 
 
-def current() -> Library | None:
-    return _owner.get()
+current: Callable[[], Library | None] = _owner.get
+"""The library connecting in this context, if any. The ``ContextVar``'s own
+``get``, not a function around it: the loop's hooks ask it on every call
+(``PatchSet.wrap``'s ``step_aside``), and a Python call would double that."""
 
 
 def enter(library: Library) -> Token[Library | None]:

@@ -164,3 +164,32 @@ def test_wrap_module_function_has_no_instance():
     assert module.function(5) == 5 and seen == [(function, None, (5,))]
     patches.restore()
     assert module.function is function
+
+
+def test_wrap_steps_aside_when_told():
+    """``step_aside`` true: the original runs with the call's own arguments and
+    the wrapper is not called; false: the wrapper runs as usual."""
+    import asyncio
+
+    class Target:
+        async def fetch(self, x, *, y=0):
+            return (self, x, y)
+
+    original = Target.__dict__["fetch"]
+    aside = [True]
+    seen = []
+
+    def wrapper(wrapped, instance, args, kwargs):
+        seen.append((instance, args, kwargs))
+        return wrapped(*args, **kwargs)
+
+    patches = PatchSet("test")
+    patches.wrap(Target, "fetch", wrapper, step_aside=lambda: aside[0])
+    assert asyncio.iscoroutinefunction(Target.fetch)
+    target = Target()
+    assert asyncio.run(target.fetch(1, y=2)) == (target, 1, 2) and seen == []
+    aside[0] = False
+    assert asyncio.run(target.fetch(3, y=4)) == (target, 3, 4)
+    assert seen == [(target, (3,), {"y": 4})]
+    patches.restore()
+    assert Target.__dict__["fetch"] is original

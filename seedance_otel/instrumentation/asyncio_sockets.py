@@ -632,8 +632,9 @@ def install() -> None:
     if _patches.count:
         return
     base = asyncio.base_events.BaseEventLoop
-    _patches.wrap(base, "create_connection", _create_connection)
-    _patches.wrap(base, "start_tls", _start_tls)
+    # While aiohttp's or httpx's hook connects, these only pass the call on.
+    _patches.wrap(base, "create_connection", _create_connection, step_aside=_layers.current)
+    _patches.wrap(base, "start_tls", _start_tls, step_aside=_layers.current)
     _patches.enabled = True
     _note_uvloop()
 

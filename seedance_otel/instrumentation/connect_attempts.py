@@ -11,7 +11,8 @@ mark the task's context) we wrap the selector loop's ``sock_connect`` and note e
 socket as it is tried, in order: its address at once, and its local port
 and cookie when the attempt ends, before anyone closes it. Happy-eyeballs
 attempts run in tasks that inherit the context, so they share the list.
-Outside such a hook ``sock_connect`` costs one context-variable read.
+Outside such a hook ``sock_connect`` costs one context-variable read
+(``step_aside``).
 uvloop's loop cannot be wrapped: there the attempts stay unknown.
 """
 
@@ -90,6 +91,11 @@ async def _connect_and_note(
             _note(facts, sock)
 
 
+def _not_connecting() -> bool:
+    """No library's connect hook is running in this context: nothing to note."""
+    return _attempts.get() is None
+
+
 def _sock_connect(
     wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -109,7 +115,12 @@ def _sock_connect(
 def install() -> None:
     if _patches.count:
         return
-    _patches.wrap(asyncio.selector_events.BaseSelectorEventLoop, "sock_connect", _sock_connect)
+    _patches.wrap(
+        asyncio.selector_events.BaseSelectorEventLoop,
+        "sock_connect",
+        _sock_connect,
+        step_aside=_not_connecting,
+    )
     _patches.enabled = True
 
 
