@@ -65,7 +65,7 @@ class TwoAddresses(AbstractResolver):
                 "hostname": host,
                 "host": address,
                 "port": port,
-                "family": socket.AF_INET,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
                 "proto": 0,
                 "flags": socket.AI_NUMERICHOST,
             }
@@ -153,15 +153,15 @@ def test_refused_connect_carries_the_peer_tried(instrumented):
 def test_a_name_with_two_addresses_lists_both_in_order(
     instrumented, cert_pem, http11_only_context
 ):
-    """127.0.0.2 refuses (nothing listens there); 127.0.0.1 answers with alert 120."""
+    """::1 refuses (the server listens on 127.0.0.1 only); 127.0.0.1 answers with alert 120."""
     with PortRecordingAlpnServer(cert_pem) as server:
-        resolver = TwoAddresses(["127.0.0.2", "127.0.0.1"])
+        resolver = TwoAddresses(["::1", "127.0.0.1"])
         exc = fetch(f"https://two.test:{server.port}/", http11_only_context, resolver)
         client_ports = list(server.client_ports)
     assert isinstance(exc, aiohttp.ClientConnectorError)
     snap = the_snapshot()
     assert snap.kind is FaultKind.ALPN_MISMATCH
     assert snap.server_address == "two.test"
-    assert snap.peer_addresses_tried == ("127.0.0.2", "127.0.0.1")
+    assert snap.peer_addresses_tried == ("::1", "127.0.0.1")
     assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
     assert snap.local_port in client_ports
