@@ -153,7 +153,7 @@ def _fault_key(ctx: FaultContext, classification: Classification) -> FaultKey:
     return (
         address,
         port,
-        classification.kind.value,
+        classification.kind,  # the member: its ``value`` is a Python-level property
         ctx.library.name,
         classification.phase,
         _error_type(ctx),

@@ -32,7 +32,8 @@ from ._snapshot import ResetContextSnapshot
 __all__ = ["Carried", "Collapser", "FaultKey"]
 
 FaultKey = tuple[str | None, int | None, str, str, str, str]
-"""(server address, server port, kind, library, phase, error type)."""
+"""(server address, server port, kind (a ``FaultKind``, or its value), library, phase,
+error type)."""
 
 WINDOW_NS = 1_000_000_000
 MAX_KEYS = 4096

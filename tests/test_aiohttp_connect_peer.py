@@ -53,6 +53,16 @@ class RstOnHelloServer(LoopbackServer):
         rst_close(raw)
 
 
+class RstAfterRequestServer(LoopbackServer):
+    """Reads the request, then resets the connection (the base class keeps the
+    clients' source ports)."""
+
+    def serve(self, raw: socket.socket, index: int) -> None:
+        raw.settimeout(5)
+        raw.recv(4096)
+        rst_close(raw)
+
+
 class TwoAddresses(AbstractResolver):
     """A name behind two loopback addresses, in this order (a real resolver's answer)."""
 
@@ -93,12 +103,15 @@ def http11_only_context(ca) -> ssl.SSLContext:
     return context
 
 
-def fetch(url: str, ssl_context: Any, resolver: Any = None) -> BaseException | None:
+def fetch(
+    url: str, ssl_context: Any, resolver: Any = None, method: str = "GET"
+) -> BaseException | None:
     async def main() -> BaseException | None:
         connector = aiohttp.TCPConnector(ssl=ssl_context, resolver=resolver)
         async with aiohttp.ClientSession(connector=connector) as session:
             try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                timeout = aiohttp.ClientTimeout(total=10)
+                async with session.request(method, url, timeout=timeout) as resp:
                     await resp.read()
             except Exception as exc:
                 return exc
@@ -165,3 +178,41 @@ def test_a_name_with_two_addresses_lists_both_in_order(
     assert snap.peer_addresses_tried == ("::1", "127.0.0.1")
     assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
     assert snap.local_port in client_ports
+
+
+@pytest.mark.parametrize(
+    ("addresses", "reads_again"),
+    [(None, False), (["::1", "127.0.0.1"], True)],
+    ids=["one-attempt", "two-attempts"],
+)
+def test_a_new_connection_has_its_own_socket_facts(
+    instrumented, monkeypatch, addresses, reads_again
+):
+    """A reset on a new connection names the socket it happened on. After one
+    connect attempt, the history takes what the attempt read as it ended
+    instead of asking the socket again; after two (::1 refused first), it
+    does not know which won and asks the socket."""
+    from seedance_otel._connection import socket_facts
+
+    reads: list[object] = []
+
+    def counting(*args: Any) -> Any:
+        reads.append(args)
+        return socket_facts(*args)
+
+    monkeypatch.setattr("seedance_otel.instrumentation.aiohttp_client.socket_facts", counting)
+    with RstAfterRequestServer() as server:
+        # POST: aiohttp would retry a GET on a second connection.
+        if addresses is None:
+            exc = fetch(server.url("/"), None, method="POST")
+        else:
+            url = f"http://two.test:{server.port}/"
+            exc = fetch(url, None, TwoAddresses(addresses), method="POST")
+        client_ports = list(server.client_ports)
+    assert isinstance(exc, aiohttp.ClientOSError)
+    snap = the_snapshot()
+    assert (snap.kind, snap.connection_reused) == (FaultKind.CONNECTION_RESET, False)
+    assert snap.peer_address == "127.0.0.1" and snap.peer_port == server.port
+    assert client_ports == [snap.local_port]
+    assert snap.socket_cookie is not None and snap.socket_cookie > 0
+    assert bool(reads) is reads_again

@@ -98,6 +98,8 @@ CONNECTION_BUCKETS_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 12
 
 _DNS_KINDS = (FaultKind.DNS_TIMEOUT, FaultKind.DNS_ERROR)
 
+_ATTRIBUTE_SETS_KEPT = 256
+"""Peers whose duration attributes are kept; then the memory starts afresh."""
 _PRUNE_AT = 4096
 """Entries in the open-connection table before dead references are looked for."""
 
@@ -120,6 +122,11 @@ class Metrics:
     ) -> None:
         self._accounting = accounting
         self._capacity = capacity
+        self._duration_attributes: dict[
+            tuple[str | None, int | None, str | None, str], dict[str, Any]
+        ] = {}
+        """The attributes of each peer's connection durations, built once
+        (per closed connection otherwise); never changed once handed out."""
         meter = otel_metrics.get_meter("seedance_otel", __version__, meter_provider=meter_provider)
         self._faults = meter.create_counter(
             FAULTS, unit="{fault}", description="Connection faults recorded, by kind and peer."
@@ -241,10 +248,23 @@ class Metrics:
         # An entry under this id is this history's (ids are unique among live
         # objects), or a dead one's, which may go too.
         self._connections.pop(id(history), None)
-        attributes = _peer_attributes(
-            history.server_address, history.server_port, protocol_version(history.alpn_negotiated)
+        key = (
+            history.server_address,
+            history.server_port,
+            history.alpn_negotiated,
+            history.library,
         )
-        attributes["seedance.library"] = history.library
+        attributes = self._duration_attributes.get(key)
+        if attributes is None:
+            attributes = _peer_attributes(
+                history.server_address,
+                history.server_port,
+                protocol_version(history.alpn_negotiated),
+            )
+            attributes["seedance.library"] = history.library
+            if len(self._duration_attributes) >= _ATTRIBUTE_SETS_KEPT:
+                self._duration_attributes.clear()
+            self._duration_attributes[key] = attributes
         histogram = (
             self._asyncio_duration
             if history.library == ASYNCIO_LIBRARY

@@ -15,20 +15,25 @@ exact signature (see ``_patching`` for why):
   taken only if it was raised through this connection's frames: an
   application may close a response inside its own ``except`` block.
 
-Everything else runs per new connection or only on a fault (``PatchSet.wrap``):
+Everything else runs per new connection or only on a fault (``PatchSet.wrap``,
+or ``replace`` for the two that run on every connection and mostly only
+pass the call on):
 
 * ``TCPConnector._create_connection`` - DNS, refused, TLS and reset-on-connect
   failures, with the request at hand, and the sockets tried (peer address,
   local port, cookie; every address when several were: ``connect_attempts``).
-* ``aiohttp.connector.ceil_timeout`` - the connect and sock_connect timeouts
-  (used only when a new connection is needed): a ``TimeoutError`` leaving it
-  is a connect, DNS or pool timeout, told apart by where the cancelled task was.
+* ``aiohttp.connector.ceil_timeout`` (``replace``) - the connect and
+  sock_connect timeouts (used only when a new connection is needed): a
+  ``TimeoutError`` leaving it is a connect, DNS or pool timeout, told apart by
+  where the cancelled task was. Without such a timeout (aiohttp's default) it
+  passes aiohttp's own context manager on.
 * ``BaseConnector._wait_for_available_connection`` - runs only when the pool
   is full; marks the pool phase.
 * ``TCPConnector._resolve_host`` - times name resolution (DNS split); for
   an IP literal, nothing is resolved and the hook steps aside.
-* ``ResponseHandler.connection_lost`` - a peer closing an *idle* pooled
-  connection (aiohttp clears ``transport`` before closing one itself).
+* ``ResponseHandler.connection_lost`` (``replace``) - closes the history, and
+  sees a peer closing an *idle* pooled connection (aiohttp clears
+  ``transport`` before closing one itself).
 * ``TimerContext.timeout`` - fires only when the total timeout expires; marks
   the task so the ``CancelledError`` that follows reads as a timeout.
 
@@ -52,7 +57,7 @@ from typing import Any
 from .. import _dns, _layers, _runtime
 from .._capture import FaultContext, capture
 from .._classify import HookFacts
-from .._connection import ConnectionHistory, socket_facts
+from .._connection import ConnectionHistory, SocketFacts, socket_facts
 from .._frames import find_local, raised_through
 from .._guard import Guard, report_internal_error
 from .._library import ContribInstrumentor, ExceptionNames, Library, LibraryAdvice
@@ -75,10 +80,12 @@ _monotonic = time.monotonic
 _handler_codes: frozenset[CodeType] = frozenset()
 """aiohttp's functions that close a failed attempt's connection (see ``_failed_on``)."""
 
+_REQUEST, _RESPONSE = Phase.REQUEST.value, Phase.RESPONSE.value
+"""Read once: an enum member's ``value`` is a Python-level property (per fault)."""
+
 # The guards of hooks that run per request or per connection, each made once.
 _GUARD_TIMER = Guard("aiohttp TimerContext.timeout")
 _GUARD_CREATE = Guard("aiohttp create connection")
-_GUARD_CONNECTION_LOST = Guard("aiohttp connection_lost")
 _GUARD_RESOLVE_FAILED = Guard("aiohttp resolve (failure)")
 _GUARD_RESOLVE = Guard("aiohttp resolve")
 
@@ -88,8 +95,8 @@ _GUARD_RESOLVE = Guard("aiohttp resolve")
 
 def _begin(protocol: Any, key: Any) -> None:
     history = protocol._seedance_history
-    if history is None:
-        history = _new_history(protocol, key)
+    if history is None:  # a connection made where ``_create_connection`` did not see it
+        history = _new_history(protocol, getattr(key, "host", None), getattr(key, "port", None))
     history.begin_request(_monotonic())
 
 
@@ -210,18 +217,21 @@ def _belongs(value: Any, protocol: Any) -> bool:
     return value is protocol or getattr(value, "_protocol", None) is protocol
 
 
-def _new_history(protocol: Any, key: Any) -> ConnectionHistory:
-    host, port = getattr(key, "host", None), getattr(key, "port", None)
+def _new_history(
+    protocol: Any, host: str | None, port: int | None, sock: SocketFacts | None = None
+) -> ConnectionHistory:
+    """The history of a new connection; ``sock``: its socket's facts, when
+    they were read already (as its connect attempt ended)."""
     history = ConnectionHistory(NAME, host, port, _runtime.peer_for(host, port))
     transport = protocol.transport
     if transport is not None:
-        history.set_socket(
-            socket_facts(
+        if sock is None:
+            sock = socket_facts(
                 transport.get_extra_info("socket"),
                 transport.get_extra_info("peername"),
                 transport.get_extra_info("sockname"),
             )
-        )
+        history.set_socket(sock)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             history.set_tls(ssl_object, alpn_offered_by(getattr(ssl_object, "context", None)))
@@ -245,9 +255,7 @@ def _request_in_frames() -> Any:
 def _on_attempt_failed(history: ConnectionHistory, exc: BaseException) -> None:
     if _runtime.RUNTIME is None:
         return
-    phase = (
-        Phase.RESPONSE.value if type(exc).__name__ == "ClientPayloadError" else Phase.REQUEST.value
-    )
+    phase = _RESPONSE if type(exc).__name__ == "ClientPayloadError" else _REQUEST
     capture(
         FaultContext(
             library=LIBRARY,
@@ -339,8 +347,12 @@ async def _create_connection(
     started_at = _monotonic()
     token = _layers.enter(LIBRARY)
     attempts = connect_attempts.begin()
+    req = args[0] if args else kwargs.get("req")
     try:
-        return await wrapped(*args, **kwargs)
+        protocol = await wrapped(*args, **kwargs)
+        with _GUARD_CREATE:
+            _connected(protocol, req)
+        return protocol
     except BaseException as exc:
         # A plain CancelledError here is the caller giving up, or a connect
         # timeout that ``ceil_timeout`` (below) turns into TimeoutError and
@@ -348,13 +360,24 @@ async def _create_connection(
         timed_out = _task_timed_out(exc)
         if not isinstance(exc, asyncio.CancelledError) or timed_out:
             with _GUARD_CREATE:
-                _record_connect_fault(
-                    connector, args[0] if args else kwargs.get("req"), exc, started_at, timed_out
-                )
+                _record_connect_fault(connector, req, exc, started_at, timed_out)
         raise
     finally:
         connect_attempts.end(attempts)
         _layers.leave(token)
+
+
+def _connected(protocol: Any, req: Any) -> None:
+    """The history of the connection just made, with the socket facts its
+    one connect attempt read as it ended (not read a second time). After
+    several attempts (happy eyeballs), which one won is not known here: the
+    history reads its socket then, as for a connection made elsewhere."""
+    tried = connect_attempts.current()
+    sock = tried[0] if tried is not None and len(tried) == 1 else None
+    if sock is not None and sock.sockname is None:
+        sock = None  # the attempt could not be read
+    if req is not None and getattr(protocol, _HISTORY, None) is None:
+        _new_history(protocol, req.host, req.port, sock)
 
 
 class _ObservedTimeout:
@@ -382,14 +405,26 @@ class _ObservedTimeout:
             raise
 
 
-def _ceil_timeout(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    inner = wrapped(*args, **kwargs)
-    delay = args[0] if args else kwargs.get("delay")
+def _observed(inner: Any, delay: Any) -> Any:
     if not _patches.enabled or delay is None or delay <= 0:
         return inner  # no timeout at all (aiohttp's default for ``connect``): nothing to see
     return _ObservedTimeout(inner)
+
+
+def _make_ceil_timeout(original: Any) -> Any:
+    # A plain function (``replace``): it runs twice per new connection, and
+    # with aiohttp's default timeouts it only passes the call on.
+    if signature_is(original, ("delay", "ceil_threshold")):
+
+        def ceil_timeout(delay: Any, ceil_threshold: Any = 5) -> Any:
+            return _observed(original(delay, ceil_threshold), delay)
+
+        return ceil_timeout
+
+    def generic_ceil_timeout(*args: Any, **kwargs: Any) -> Any:
+        return _observed(original(*args, **kwargs), args[0] if args else kwargs.get("delay"))
+
+    return generic_ceil_timeout
 
 
 async def _wait_for_available_connection(
@@ -411,27 +446,47 @@ async def _wait_for_available_connection(
 # -- per connection: the peer closes an idle pooled connection ----------------
 
 
-def _connection_lost(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    if _patches.enabled:
-        with _GUARD_CONNECTION_LOST:
-            history = getattr(instance, _HISTORY, None)
-            if history is not None:
-                # aiohttp sets ``transport`` to None before closing a connection
-                # itself; still set means the peer (or the network) ended it.
-                if history.idle_in_pool and instance.transport is not None:
-                    capture(
-                        FaultContext(
-                            library=LIBRARY,
-                            exc=args[0] if args else kwargs.get("exc"),
-                            facts=HookFacts(phase=Phase.IDLE.value, idle_close=True),
-                            history=history,
-                            in_request=False,
-                        )
-                    )
-                _runtime.connection_closed(history)
-    return wrapped(*args, **kwargs)
+def _lost(protocol: Any, exc: BaseException | None) -> None:
+    history = protocol._seedance_history
+    if history is not None:
+        # aiohttp sets ``transport`` to None before closing a connection
+        # itself; still set means the peer (or the network) ended it.
+        if history.idle_in_pool and protocol.transport is not None:
+            capture(
+                FaultContext(
+                    library=LIBRARY,
+                    exc=exc,
+                    facts=HookFacts(phase=Phase.IDLE.value, idle_close=True),
+                    history=history,
+                    in_request=False,
+                )
+            )
+        _runtime.connection_closed(history)
+
+
+def _make_connection_lost(original: Any) -> Any:
+    # A plain function (``replace``): it runs once per connection.
+    if signature_is(original, ("self", "exc")):
+
+        def connection_lost(self: Any, exc: BaseException | None) -> Any:
+            if _patches.enabled:
+                try:
+                    _lost(self, exc)
+                except Exception:
+                    report_internal_error("aiohttp connection_lost")
+            return original(self, exc)
+
+        return connection_lost
+
+    def generic_connection_lost(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _patches.enabled:
+            try:
+                _lost(self, args[0] if args else kwargs.get("exc"))
+            except Exception:
+                report_internal_error("aiohttp connection_lost")
+        return original(self, *args, **kwargs)
+
+    return generic_connection_lost
 
 
 # -- per new connection: DNS ----------------------------------------------------
@@ -530,8 +585,8 @@ def install(module: Any = None) -> None:
         _patches.when_enabled(_wait_for_available_connection),
     )
     _patches.wrap(connector.TCPConnector, "_resolve_host", _patches.when_enabled(_resolve_host))
-    _patches.wrap(client_proto.ResponseHandler, "connection_lost", _connection_lost)
-    _patches.wrap_module_function(connector, "ceil_timeout", _ceil_timeout)
+    _patches.replace(client_proto.ResponseHandler, "connection_lost", _make_connection_lost)
+    _patches.replace(connector, "ceil_timeout", _make_ceil_timeout)
     # The sockets aiohappyeyeballs tries, for connect and TLS faults.
     connect_attempts.install()
     _patches.enabled = True
