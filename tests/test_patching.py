@@ -193,3 +193,29 @@ def test_wrap_steps_aside_when_told():
     assert seen == [(target, (3,), {"y": 4})]
     patches.restore()
     assert Target.__dict__["fetch"] is original
+
+
+def test_replace_keeps_a_coroutine_method_one():
+    """A plain function replacing an ``async def`` still reads as a coroutine
+    function to asyncio (libraries and frameworks check)."""
+    import asyncio
+
+    class Target:
+        async def aclose(self):
+            return "closed"
+
+    calls = []
+
+    def factory(original):
+        def aclose(self):
+            calls.append(self)
+            return original(self)
+
+        return aclose
+
+    patches = PatchSet("test")
+    patches.replace(Target, "aclose", factory)
+    assert asyncio.iscoroutinefunction(Target.aclose)
+    target = Target()
+    assert asyncio.run(target.aclose()) == "closed" and calls == [target]
+    patches.restore()

@@ -334,7 +334,6 @@ class HttpcoreHooks:
         self._failed_lock = threading.Lock()
         self._guard_connect = Guard(f"{package} connect")
         self._guard_connect_failed = Guard(f"{package} connect (failure)")
-        self._guard_close = Guard(f"{package} connection close")
         self._guard_pool_timeout = Guard(f"{package} pool timeout")
         self._handler_codes: frozenset[CodeType] = frozenset()
 
@@ -516,31 +515,37 @@ class HttpcoreHooks:
 
         return factory
 
-    def _make_response_closed(self, original: Any) -> Any:
+    def _first(self, call: Callable[[Any], None], what: str) -> Callable[[Any], Any]:
+        """A ``replace`` factory: a plain method that runs ``call(connection)``,
+        guarded, then the original (for ``_response_closed`` and ``aclose``/
+        ``close``, which take only ``self``)."""
         patches = self.patches
-        end = self._end
+        label = f"{self.package} {what}"
 
-        if signature_is(original, ("self",)):
+        def factory(original: Any) -> Any:
+            if signature_is(original, ("self",)):
 
-            def response_closed(self: Any) -> Any:
+                def hooked(self: Any) -> Any:
+                    if patches.enabled:
+                        try:
+                            call(self)
+                        except Exception:
+                            report_internal_error(label)
+                    return original(self)
+
+                return hooked
+
+            def generic_hooked(self: Any, *args: Any, **kwargs: Any) -> Any:
                 if patches.enabled:
                     try:
-                        end(self)
+                        call(self)
                     except Exception:
-                        report_internal_error("httpcore response closed")
-                return original(self)
+                        report_internal_error(label)
+                return original(self, *args, **kwargs)
 
-            return response_closed
+            return generic_hooked
 
-        def generic_response_closed(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if patches.enabled:
-                try:
-                    end(self)
-                except Exception:
-                    report_internal_error("httpcore response closed")
-            return original(self, *args, **kwargs)
-
-        return generic_response_closed
+        return factory
 
     def _end(self, connection: Any) -> None:
         history = connection._seedance_history
@@ -588,33 +593,29 @@ class HttpcoreHooks:
 
     # -- per closed connection: did the peer close it while idle? ---------------
 
-    def _connection_closing(
-        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if self.patches.enabled:
-            with self._guard_close:
-                history = getattr(instance, _HISTORY, None)
-                if history is not None:
-                    if (
-                        history.idle_in_pool
-                        and _runtime.RUNTIME is not None
-                        and not _closing_itself(instance)
-                    ):
-                        stream = getattr(instance, "_network_stream", None)
-                        # A readable socket on an idle HTTP/1.1 connection can only
-                        # mean EOF (or RST) from the peer: httpcore's own test.
-                        if stream is not None and stream.get_extra_info("is_readable"):
-                            capture(
-                                FaultContext(
-                                    library=self.owner,
-                                    exc=None,
-                                    facts=HookFacts(phase=Phase.IDLE.value, idle_close=True),
-                                    history=history,
-                                    in_request=False,
-                                )
-                            )
-                    _runtime.connection_closed(history)
-        return wrapped(*args, **kwargs)
+    def _connection_closing(self, connection: Any) -> None:
+        history = connection._seedance_history
+        if history is None:
+            return
+        if (
+            history.idle_in_pool
+            and _runtime.RUNTIME is not None
+            and not _closing_itself(connection)
+        ):
+            stream = getattr(connection, "_network_stream", None)
+            # A readable socket on an idle HTTP/1.1 connection can only
+            # mean EOF (or RST) from the peer: httpcore's own test.
+            if stream is not None and stream.get_extra_info("is_readable"):
+                capture(
+                    FaultContext(
+                        library=self.owner,
+                        exc=None,
+                        facts=HookFacts(phase=Phase.IDLE.value, idle_close=True),
+                        history=history,
+                        in_request=False,
+                    )
+                )
+        _runtime.connection_closed(history)
 
     # -- pool exhaustion ----------------------------------------------------------
 
@@ -716,9 +717,12 @@ class HttpcoreHooks:
             patches.add_default(cls, _HISTORY, None)
             # Per request: plain functions (see _patching for the measured reason).
             patches.replace(cls, start, self._make_request_started(multiplexed))
-            patches.replace(cls, "_response_closed", self._make_response_closed)
+            patches.replace(cls, "_response_closed", self._first(self._end, "response closed"))
             if close is not None:
-                patches.wrap(cls, close, self._connection_closing)
+                # Per connection; a plain function too (no wrapper to bind).
+                patches.replace(
+                    cls, close, self._first(self._connection_closing, "connection close")
+                )
         patches.wrap(
             synchronization.AsyncEvent, "wait", patches.when_enabled(self._event_wait_async)
         )

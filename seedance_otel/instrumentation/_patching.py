@@ -128,7 +128,7 @@ class PatchSet:
         """Replace ``owner.attribute`` (a class's or a module's) by
         ``factory(original)`` (a plain function)."""
         original = owner.__dict__[attribute]
-        replacement = functools.update_wrapper(factory(original), original)
+        replacement = _dressed(factory(original), original)
         setattr(owner, attribute, replacement)
         self._applied.append((owner, attribute, original, replacement))
 
@@ -209,7 +209,7 @@ def _function_hook(original: types.FunctionType, wrapper: Wrapper) -> Callable[.
     return _dressed(hook, original)
 
 
-def _dressed(hook: Callable[..., Any], original: types.FunctionType) -> Callable[..., Any]:
+def _dressed(hook: Callable[..., Any], original: Callable[..., Any]) -> Callable[..., Any]:
     """``hook`` with the original's name, docstring and ``__wrapped__``, and
     marked as a coroutine function when the original is one."""
     functools.update_wrapper(hook, original)
