@@ -75,6 +75,8 @@ _HISTORY = "_seedance_history"
 default of ``None``; see ``_patching``). httpcore and httpcore2 classes are
 distinct, so both carry it without meeting."""
 _monotonic = time.monotonic
+_REQUEST, _RESPONSE = Phase.REQUEST.value, Phase.RESPONSE.value
+"""Read once: an enum member's ``value`` is a Python-level property (per fault)."""
 
 _FAILED_SPANS_KEPT = 256
 """Spans whose request met a reset on a reused connection, kept to see whether
@@ -575,7 +577,7 @@ class HttpcoreHooks:
     def _on_request_failed(self, history: ConnectionHistory, exc: BaseException) -> None:
         if _runtime.RUNTIME is None:
             return
-        phase = Phase.RESPONSE.value if _raised_in_body(exc.__traceback__) else Phase.REQUEST.value
+        phase = _RESPONSE if _raised_in_body(exc.__traceback__) else _REQUEST
         snapshot = capture(
             FaultContext(
                 library=self.owner,

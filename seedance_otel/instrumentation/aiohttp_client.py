@@ -80,7 +80,7 @@ _monotonic = time.monotonic
 _handler_codes: frozenset[CodeType] = frozenset()
 """aiohttp's functions that close a failed attempt's connection (see ``_failed_on``)."""
 
-_REQUEST, _RESPONSE = Phase.REQUEST.value, Phase.RESPONSE.value
+_REQUEST, _RESPONSE, _CONNECT = Phase.REQUEST.value, Phase.RESPONSE.value, Phase.CONNECT.value
 """Read once: an enum member's ``value`` is a Python-level property (per fault)."""
 
 # The guards of hooks that run per request or per connection, each made once.
@@ -327,7 +327,7 @@ def _record_connect_fault(
             exc=exc,
             facts=HookFacts(
                 # We are connecting: a timeout here is not a read timeout.
-                phase=phase or Phase.CONNECT.value,
+                phase=phase or _CONNECT,
                 alpn_offered=offered,
                 timed_out=timed_out,
                 tls=is_tls,
