@@ -128,8 +128,10 @@ def test_metrics(shipping):
             [("GET", server.url("/a")), ("sleep", 0.4), ("POST", server.url("/b"))]
             + [("GET", server.url("/c"))],
         )
+        first_port = server.port
     with HttpFaultServer(lambda info: Action.RST) as server:
         run_steps("httpx-sync", [("POST", server.url(f"/{i}")) for i in range(20)])
+        second_port = server.port
     assert seedance_otel.flush(5)
     data = reader.get_metrics_data()
     provider.shutdown()
@@ -152,6 +154,11 @@ def test_metrics(shipping):
     assert capacity.value == 16
     duration = histogram_points(metrics["http.client.connection.duration"])
     assert sum(p.count for p in duration) >= 20
+    # One series per peer (each peer's attributes are built once and kept).
+    ports = [attributes(p)["server.port"] for p in duration]
+    assert len(ports) == 2 and set(ports) == {first_port, second_port}
+    assert {attributes(p)["server.address"] for p in duration} == {"127.0.0.1"}
+    assert {attributes(p)["seedance.library"] for p in duration} == {"httpx"}
     # Semconv's advice for this instrument.
     assert list(duration[0].explicit_bounds) == [
         0.01,
