@@ -13,10 +13,12 @@ Two kinds of hook, with one calling convention each:
   plain function about 3,700 fewer, and seven of them run per connection.
 * ``replace`` installs a plain function made by a factory that closes over
   the original, with the library's exact signature: for the few hooks that
-  run on *every request*. Measured in the aiohttp sequential benchmark, a
-  trivial wrapt wrapper on a per-request method costs 2.5-3 us per request
-  (cold in a real workload), a plain function about 0.1 us. The per-request
-  budget is 3 us in total.
+  run on *every request*, and for the per-connection ones that only note
+  something and pass the call on (aiohttp's ``connection_lost`` and
+  ``ceil_timeout``, httpcore's ``aclose``/``close``). Measured in the aiohttp
+  sequential benchmark, a trivial wrapt wrapper on a per-request method
+  costs 2.5-3 us per request (cold in a real workload), a plain function
+  about 0.1 us. The per-request budget is 3 us in total.
 
 A plain hook over an ``async def`` keeps answering
 ``asyncio.iscoroutinefunction`` (and, on Python 3.12+,

@@ -414,9 +414,12 @@ def _observed(inner: Any, delay: Any) -> Any:
 def _make_ceil_timeout(original: Any) -> Any:
     # A plain function (``replace``): it runs twice per new connection, and
     # with aiohttp's default timeouts it only passes the call on.
+    threshold = inspect.Parameter.empty
     if signature_is(original, ("delay", "ceil_threshold")):
+        threshold = inspect.signature(original).parameters["ceil_threshold"].default
+    if threshold is not inspect.Parameter.empty:  # aiohttp's own default, whatever it is
 
-        def ceil_timeout(delay: Any, ceil_threshold: Any = 5) -> Any:
+        def ceil_timeout(delay: Any, ceil_threshold: Any = threshold) -> Any:
             return _observed(original(delay, ceil_threshold), delay)
 
         return ceil_timeout
