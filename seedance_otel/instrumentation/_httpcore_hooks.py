@@ -75,8 +75,9 @@ _HISTORY = "_seedance_history"
 default of ``None``; see ``_patching``). httpcore and httpcore2 classes are
 distinct, so both carry it without meeting."""
 _monotonic = time.monotonic
-_REQUEST, _RESPONSE = Phase.REQUEST.value, Phase.RESPONSE.value
-"""Read once: an enum member's ``value`` is a Python-level property (per fault)."""
+_REQUEST, _RESPONSE, _CONNECT = Phase.REQUEST.value, Phase.RESPONSE.value, Phase.CONNECT.value
+"""Read once: an enum member's ``value`` is a Python-level property (per fault,
+or per connection)."""
 
 _FAILED_SPANS_KEPT = 256
 """Spans whose request met a reset on a reused connection, kept to see whether
@@ -93,7 +94,7 @@ class _ConnectObserver:
 
     def __init__(self, user_trace: Any) -> None:
         self.user_trace = user_trace
-        self.phase: str = Phase.CONNECT.value
+        self.phase: str = _CONNECT
         self.tcp_facts: SocketFacts | None = None
         """Addresses of the TCP connection, read as soon as it exists: a failed
         TLS handshake closes it before we could ask."""
@@ -458,7 +459,7 @@ class HttpcoreHooks:
                 return
             host, port = _origin(attempt.connection)
             observer = attempt.observer
-            phase = observer.phase if observer is not None else Phase.CONNECT.value
+            phase = observer.phase if observer is not None else _CONNECT
             dns, in_lookup = _dns.lookup_at_fault(attempt.started_at)
             if in_lookup:
                 phase = Phase.DNS.value
