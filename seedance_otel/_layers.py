@@ -22,7 +22,8 @@ _owner: ContextVar[Library | None] = ContextVar("seedance_otel_connection_owner"
 current: Callable[[], Library | None] = _owner.get
 """The library connecting in this context, if any. The ``ContextVar``'s own
 ``get``, not a function around it: the loop's hooks ask it on every call
-(``PatchSet.wrap``'s ``step_aside``), and a Python call would double that."""
+(``PatchSet.wrap``'s ``step_aside``), and a Python function would add a
+frame to each."""
 
 
 def enter(library: Library) -> Token[Library | None]:

@@ -11,8 +11,8 @@ mark the task's context) we wrap the selector loop's ``sock_connect`` and note e
 socket as it is tried, in order: its address at once, and its local port
 and cookie when the attempt ends, before anyone closes it. Happy-eyeballs
 attempts run in tasks that inherit the context, so they share the list.
-Outside such a hook ``sock_connect`` costs one context-variable read
-(``step_aside``).
+Outside such a hook ``sock_connect`` costs one check before the original
+runs (``step_aside``: a function reading the context variable).
 uvloop's loop cannot be wrapped: there the attempts stay unknown.
 """
 
