@@ -16,11 +16,13 @@ still never raise (callers wrap it) and never change the exception.
 
 from __future__ import annotations
 
-import dataclasses
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import NamedTuple
 
+from opentelemetry import context as otel_context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from . import _runtime
@@ -29,20 +31,50 @@ from ._collapse import Carried, FaultKey
 from ._connection import ConnectionFields, ConnectionHistory
 from ._dns import DnsFields
 from ._library import Library
-from ._names import exception_type_name
 from ._redact import redact_message, redact_url
-from ._snapshot import NO_EXCEPTION, FaultKind, ResetContextSnapshot
+from ._snapshot import FaultKind, ResetContextSnapshot
 from ._trace_context import NO_TRACE, TraceIds, current_trace_ids
 
 __all__ = ["FaultContext", "capture"]
 
-_last_lock = threading.Lock()
 _last_recorded: list[BaseException | None] = [None]
 """The exception recorded last, so one re-raised past a second hook (a failed
 lookup seen by both ``loop.getaddrinfo`` and ``create_connection``) is not
 recorded twice. Only one is held: it keeps its traceback's frames alive, and an
 id alone would not do (ids are reused as soon as an exception is freed, which
-in a fault storm happens constantly)."""
+in a fault storm happens constantly). Read and replaced without a lock: an
+exception is raised in one thread, so only faults of other threads can come
+between the check and the update, and with or without a lock they replace
+the memory as they come."""
+
+
+def _context_getter() -> Callable[[], Mapping[str, object]]:
+    """OpenTelemetry's ``get_current``, or, under its default runtime context,
+    the context variable's own ``get`` (a C call instead of two Python calls)."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(variable, ContextVar):
+        return variable.get
+    return otel_context.get_current
+
+
+try:
+    # The keys ``is_instrumentation_enabled`` reads, read by ``capture`` from
+    # one lookup of the current context (its own way: two lookups, five calls).
+    # ``test_capture_is_suppressed_as_opentelemetry_says`` fails if they move.
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS
+    from opentelemetry.instrumentation.utils import (
+        _SUPPRESS_INSTRUMENTATION_KEY_PLAIN as _SUPPRESS_PLAIN,
+    )
+except ImportError:  # pragma: no cover - an OpenTelemetry that moved them
+    _SUPPRESS = _SUPPRESS_PLAIN = "seedance_otel.suppressed"
+    _SUPPRESSED: Mapping[str, object] = {_SUPPRESS: True}
+
+    def _current_context() -> Mapping[str, object]:
+        return {} if is_instrumentation_enabled() else _SUPPRESSED
+
+else:
+    _current_context = _context_getter()
 
 _NO_CONNECTION = ConnectionFields()
 _NOT_COLLAPSED = Carried(0, 0)
@@ -53,9 +85,10 @@ _FIN_MESSAGES = {
 }
 
 
-@dataclasses.dataclass(slots=True, kw_only=True)
-class FaultContext:
-    """Everything one hook knows about one fault.
+class FaultContext(NamedTuple):
+    """Everything one hook knows about one fault (built by keyword; a tuple
+    because one is built per fault, storms included, and a tuple is the
+    cheapest object to build).
 
     What ``find_connection`` builds wins over what ``history`` would say (a
     connect that failed has no history, only the socket it tried; a
@@ -96,19 +129,8 @@ class FaultContext:
 
 
 def reset_after_fork() -> None:
-    """In a forked child: a fresh lock, no memory of the parent's exceptions."""
-    global _last_lock  # noqa: PLW0603
-    _last_lock = threading.Lock()
+    """In a forked child: no memory of the parent's exceptions."""
     _last_recorded[0] = None
-
-
-def _seen_before(exc: BaseException) -> bool:
-    """True if this exception object already produced a snapshot (re-raised upward)."""
-    with _last_lock:
-        if _last_recorded[0] is exc:
-            return True
-        _last_recorded[0] = exc
-    return False
 
 
 def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
@@ -119,12 +141,19 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
     ``capture_idle_closes`` is off (its per-peer evidence is kept even then).
     """
     runtime = _runtime.RUNTIME
-    if runtime is None or not is_instrumentation_enabled():
+    if runtime is None:
         return None
+    context = _current_context()
+    if context.get(_SUPPRESS) or context.get(_SUPPRESS_PLAIN):
+        return None  # OpenTelemetry's suppress_instrumentation()
     exc = ctx.exc
     classification = classify(exc, ctx.facts, ctx.library.exceptions)
-    if classification is None or (exc is not None and _seen_before(exc)):
+    if classification is None:
         return None
+    if exc is not None:
+        if _last_recorded[0] is exc:
+            return None  # re-raised past a second hook: recorded already
+        _last_recorded[0] = exc
     if classification.kind is FaultKind.PEER_CLOSED_IDLE:
         history = ctx.history
         if history is not None and history.idle_since is not None:
@@ -135,7 +164,18 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
     if collapser is None:
         snapshot = _snapshot(ctx, classification, _NOT_COLLAPSED)
     else:
-        key = _fault_key(ctx, classification)
+        # What makes two faults of a storm the same (see ``_collapse``).
+        address, port = ctx.server_address, ctx.server_port
+        if address is None and ctx.history is not None:
+            address, port = ctx.history.server_address, ctx.history.server_port
+        key: FaultKey = (
+            address,
+            port,
+            classification.kind,  # the member: its ``value`` is a Python-level property
+            ctx.library.name,
+            classification.phase,
+            classification.error_type,
+        )
         carried = collapser.admit(key, time.monotonic_ns(), time.time_ns())
         if carried is None:
             return None  # counted; the key's next snapshot carries it
@@ -143,25 +183,6 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
         collapser.remember(key, snapshot)
     runtime.publish(snapshot)
     return snapshot
-
-
-def _fault_key(ctx: FaultContext, classification: Classification) -> FaultKey:
-    """What makes two faults of a storm the same (see ``_collapse``)."""
-    address, port = ctx.server_address, ctx.server_port
-    if address is None and ctx.history is not None:
-        address, port = ctx.history.server_address, ctx.history.server_port
-    return (
-        address,
-        port,
-        classification.kind,  # the member: its ``value`` is a Python-level property
-        ctx.library.name,
-        classification.phase,
-        _error_type(ctx),
-    )
-
-
-def _error_type(ctx: FaultContext) -> str:
-    return exception_type_name(ctx.exc) if ctx.exc is not None else NO_EXCEPTION
 
 
 def _trace_ids(ctx: FaultContext) -> TraceIds:
@@ -211,7 +232,7 @@ def _snapshot(
         timestamp_ns=time.time_ns(),
         library=ctx.library.name,
         phase=classification.phase,
-        error_type=_error_type(ctx),
+        error_type=classification.error_type,
         error_message=redact_message(message),
         errno=classification.errno,
         trace_id=trace_id,

@@ -25,7 +25,7 @@ from types import TracebackType
 
 from ._library import ExceptionNames
 from ._names import exception_type_name
-from ._snapshot import FaultKind, Phase
+from ._snapshot import NO_EXCEPTION, FaultKind, Phase
 
 __all__ = [
     "RULES",
@@ -111,6 +111,7 @@ class HookFacts:
         "alpn_negotiated",
         "alpn_offered",
         "idle_close",
+        "key",
         "phase",
         "timed_out",
         "tls",
@@ -136,26 +137,24 @@ class HookFacts:
         ``CancelledError`` here is a timeout, not the caller giving up."""
         self.tls = tls
         """The connection is (to be) TLS."""
-
-    def key(self) -> tuple[object, ...]:
-        """Every fact, for remembering a verdict (see :func:`classify`)."""
-        return (
-            self.phase,
-            self.alpn_offered,
-            self.alpn_negotiated,
-            self.timed_out,
-            self.tls,
-            self.idle_close,
-        )
+        self.key = (phase, alpn_offered, alpn_negotiated, timed_out, tls, idle_close)
+        """Every fact, for remembering a verdict (see :func:`classify`): built
+        here, where the values are at hand, rather than by a call per fault."""
 
 
 class Classification:
     """The verdict: kind, phase, errno, which rule decided, and the message to show."""
 
-    __slots__ = ("errno", "kind", "message", "phase", "rule")
+    __slots__ = ("errno", "error_type", "kind", "message", "phase", "rule")
 
     def __init__(
-        self, kind: FaultKind, phase: str, errno: int | None, rule: str, message: str = ""
+        self,
+        kind: FaultKind,
+        phase: str,
+        errno: int | None,
+        rule: str,
+        message: str = "",
+        error_type: str = NO_EXCEPTION,
     ) -> None:
         self.kind = kind
         self.phase = phase
@@ -164,6 +163,11 @@ class Classification:
         self.message = message
         """``str(exc)``, or the first non-empty message down the chain (httpx and
         anyio often raise ``ReadError('')``)."""
+        self.error_type = error_type
+        """The type of the exception itself (``exception_type_name``), or
+        ``NO_EXCEPTION`` for a FIN: part of the verdict because the class is
+        part of what the verdict is remembered by, so a counted fault reads it
+        here instead of naming its class again."""
 
     def __repr__(self) -> str:
         return f"Classification({self.kind.value!r}, phase={self.phase!r}, rule={self.rule!r})"
@@ -344,39 +348,45 @@ errno (an OS error's), SSL reason, raise site (a timeout's or a cancellation's:
 where it was raised tells the phase) and whether it is an ``aiodns`` timeout."""
 
 
-def _shape(item: BaseException) -> _Shape:
-    cls: type = type(item)
-    code: int | None = None
-    reason: str | None = None
-    site: str | None = None
-    ares_timeout = False
-    if isinstance(item, OSError):
-        if isinstance(item, ssl.SSLError):
-            # Its errno is OpenSSL's SSL_ERROR_* code, not an OS errno.
-            value = getattr(item, "reason", None)
-            reason = value if isinstance(value, str) else None
-        elif isinstance(item.errno, int):
-            code = item.errno
-        if isinstance(item, TimeoutError):
-            site = _raise_site(item.__traceback__)
-    elif cls.__module__.startswith("aiodns") and item.args and item.args[0] == ARES_ETIMEOUT:
-        ares_timeout = True
-    elif cls.__name__ == "CancelledError":
-        # Its message is anyio's cancel scope, different every time, and no
-        # rule reads it: left out, so a storm of timeouts shares one verdict.
-        return (cls, "", None, None, _raise_site(item.__traceback__), False)
-    try:
-        message = str(item)
-    except Exception:  # a broken __str__ must not hide the rest
-        message = ""
-    return (cls, message, code, reason, site, ares_timeout)
+def _shapes(chain: tuple[BaseException, ...]) -> tuple[_Shape, ...]:
+    """The shape of each exception in ``chain``: one call for the whole chain
+    (a call costs about as much as the work done for one exception)."""
+    shapes: list[_Shape] = []
+    for item in chain:
+        cls: type = type(item)
+        code: int | None = None
+        reason: str | None = None
+        site: str | None = None
+        ares_timeout = False
+        if isinstance(item, OSError):
+            if isinstance(item, ssl.SSLError):
+                # Its errno is OpenSSL's SSL_ERROR_* code, not an OS errno.
+                value = getattr(item, "reason", None)
+                reason = value if isinstance(value, str) else None
+            elif isinstance(item.errno, int):
+                code = item.errno
+            if isinstance(item, TimeoutError):
+                site = _raise_site(item.__traceback__)
+        elif cls.__module__.startswith("aiodns") and item.args and item.args[0] == ARES_ETIMEOUT:
+            ares_timeout = True
+        elif cls.__name__ == "CancelledError":
+            # Its message is anyio's cancel scope, different every time, and no
+            # rule reads it: left out, so a storm of timeouts shares one verdict.
+            shapes.append((cls, "", None, None, _raise_site(item.__traceback__), False))
+            continue
+        try:
+            message = str(item)
+        except Exception:  # a broken __str__ must not hide the rest
+            message = ""
+        shapes.append((cls, message, code, reason, site, ares_timeout))
+    return tuple(shapes)
 
 
 def gather_evidence(
     exc: BaseException | None, facts: HookFacts, library_names: ExceptionNames = _NO_LIBRARY
 ) -> Evidence:
     chain = tuple(walk_chain(exc)) if exc is not None else ()
-    return _evidence(chain, tuple(map(_shape, chain)), facts, library_names)
+    return _evidence(chain, _shapes(chain), facts, library_names)
 
 
 def _evidence(
@@ -626,7 +636,7 @@ def classify(
     """The fault kind behind ``exc`` (``None``: a FIN), or ``None`` if it is no
     connection fault. ``names`` are the library's exception names.
 
-    The verdict is a function of what :func:`_shape` reads from each exception
+    The verdict is a function of what :func:`_shapes` reads from each exception
     in the chain and of the hook's facts, so it is remembered by those: in a
     fault storm every fault after the first skips the rules (a verdict is
     shared, never changed).
@@ -635,8 +645,8 @@ def classify(
     if exc is None:
         return _decide(gather_evidence(None, facts, names))
     chain = tuple(walk_chain(exc))
-    shapes = tuple(map(_shape, chain))
-    key = (shapes, facts.key())
+    shapes = _shapes(chain)
+    key = (shapes, facts.key)
     entry = _verdicts.get(id(names))
     if entry is None or entry[0] is not names:
         if len(_verdicts) >= _LIBRARIES_KEPT:
@@ -666,5 +676,6 @@ def _decide(ev: Evidence) -> Classification | None:
                 errno=_first_errno(ev),
                 rule=name,
                 message=ev.first_message,
+                error_type=exception_type_name(ev.chain[0]) if ev.chain else NO_EXCEPTION,
             )
     return None

@@ -46,3 +46,48 @@ def test_suppressed_instrumentation_records_nothing(instrumented):
     with suppress_instrumentation():
         assert capture_fault(reset(), HookFacts()) is None
     assert seedance_otel.snapshots() == []
+
+
+def test_capture_is_suppressed_as_opentelemetry_says(instrumented):
+    # ``capture`` reads OpenTelemetry's private suppression keys itself, in one
+    # context lookup; this fails if they move or a third one appears.
+    from opentelemetry import context
+    from opentelemetry.instrumentation.utils import (
+        is_instrumentation_enabled,
+        suppress_http_instrumentation,
+        suppress_instrumentation,
+    )
+
+    def captured(port: int) -> bool:
+        return capture_fault(reset(), HookFacts(phase="request"), server_port=port) is not None
+
+    assert is_instrumentation_enabled() and captured(1)
+    with suppress_instrumentation():
+        assert not is_instrumentation_enabled() and not captured(2)
+    with suppress_http_instrumentation():  # HTTP-only: still a connection fault to record
+        assert is_instrumentation_enabled() and captured(3)
+    # The plain string key, which older instrumentations set alone.
+    token = context.attach(context.set_value("suppress_instrumentation", True))
+    try:
+        assert not is_instrumentation_enabled() and not captured(4)
+    finally:
+        context.detach(token)
+    assert captured(5)
+    assert [s.server_port for s in seedance_otel.snapshots()] == [1, 3, 5]
+
+
+def test_capture_reads_the_current_context_as_opentelemetry_does():
+    # Under OpenTelemetry's default runtime context, the context variable is
+    # read directly: it must be the one ``get_current`` reads.
+    from opentelemetry import context
+
+    from seedance_otel import _capture
+
+    token = context.attach(context.set_value("seedance-test-key", 42))
+    try:
+        assert _capture._current_context() is context.get_current()
+        assert _capture._current_context().get("seedance-test-key") == 42
+    finally:
+        context.detach(token)
+    assert _capture._current_context() is context.get_current()
+    assert _capture._current_context is not context.get_current  # the fast path is in use
