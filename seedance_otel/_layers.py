@@ -26,8 +26,9 @@ current: Callable[[], Library | None] = _owner.get
 frame to each."""
 
 
-def enter(library: Library) -> Token[Library | None]:
-    return _owner.set(library)
+enter: Callable[[Library], Token[Library | None]] = _owner.set
+"""Mark this context as ``library``'s while it connects; hand the token to
+:func:`leave`. The ``ContextVar``'s own ``set``: one call per new connection."""
 
 
 def leave(token: Token[Library | None]) -> None:

@@ -195,6 +195,40 @@ def test_wrap_steps_aside_when_told():
     assert Target.__dict__["fetch"] is original
 
 
+def test_wrap_while_enabled_passes_calls_on_while_disabled():
+    """``while_enabled``: the wrapper runs only while the set is enabled, for a
+    plain method (the flag read in the hook) and a staticmethod (wrapt)."""
+    import pytest
+
+    class Target:
+        def fetch(self, x, *, y=0):
+            return (self, x, y)
+
+        @staticmethod
+        def make(x):
+            return x * 2
+
+    originals = Target.__dict__["fetch"], Target.__dict__["make"]
+    seen = []
+
+    def wrapper(wrapped, instance, args, kwargs):
+        seen.append(args)
+        return wrapped(*args, **kwargs)
+
+    patches = PatchSet("test")
+    patches.wrap(Target, "fetch", wrapper, while_enabled=True)
+    patches.wrap(Target, "make", wrapper, while_enabled=True)
+    target = Target()
+    assert target.fetch(1, y=2) == (target, 1, 2) and Target.make(3) == 6 and seen == []
+    patches.enabled = True
+    assert target.fetch(4, y=5) == (target, 4, 5) and Target.make(6) == 12
+    assert seen == [(4,), (6,)]
+    with pytest.raises(ValueError):
+        patches.wrap(Target, "fetch", wrapper, step_aside=lambda: False, while_enabled=True)
+    patches.restore()
+    assert (Target.__dict__["fetch"], Target.__dict__["make"]) == originals
+
+
 def test_replace_keeps_a_coroutine_method_one():
     """A plain function replacing an ``async def`` still reads as a coroutine
     function to asyncio (libraries and frameworks check)."""

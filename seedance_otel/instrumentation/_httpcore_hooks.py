@@ -406,7 +406,7 @@ class HttpcoreHooks:
             history = ConnectionHistory(self.owner.name, host, port, _runtime.peer_for(host, port))
             # The TCP facts read as the connect completed are this socket's.
             tcp = observer.tcp_facts if observer is not None else None
-            history.set_socket(tcp if tcp is not None else _stream_socket_facts(stream))
+            history.socket = tcp if tcp is not None else _stream_socket_facts(stream)
             # No TLS seen starting, to a plain-http origin: no SSL object to ask for.
             origin = getattr(connection, "_origin", None)
             tls = (observer is not None and observer.ssl_context is not None) or getattr(
@@ -684,7 +684,8 @@ class HttpcoreHooks:
         patches.wrap(
             async_connection.AsyncHTTPConnection,
             "_connect",
-            patches.when_enabled(self._connect_async),
+            self._connect_async,
+            while_enabled=True,
         )
         patches.wrap(sync_connection.HTTPConnection, "_connect", self._connect_sync)
         connection_classes: list[tuple[ModuleType, type, str, str | None, bool]] = [
@@ -727,7 +728,7 @@ class HttpcoreHooks:
                     cls, close, self._first(self._connection_closing, "connection close")
                 )
         patches.wrap(
-            synchronization.AsyncEvent, "wait", patches.when_enabled(self._event_wait_async)
+            synchronization.AsyncEvent, "wait", self._event_wait_async, while_enabled=True
         )
         patches.wrap(synchronization.Event, "wait", self._event_wait_sync)
         patches.enabled = True

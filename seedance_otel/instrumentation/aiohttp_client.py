@@ -50,7 +50,6 @@ import functools
 import inspect
 import sys
 import time
-import weakref
 from types import CodeType
 from typing import Any
 
@@ -71,7 +70,10 @@ __all__ = ["install", "uninstall"]
 NAME = "aiohttp"
 _HISTORY = "_seedance_history"
 _patches = PatchSet(NAME)
-_timed_out_tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+_timed_out_tasks: set[asyncio.Task[Any]] = set()
+"""Tasks whose total timeout fired, until their first fault reads the mark or
+they end (a done callback drops them). A plain set, not a ``WeakSet``: every
+fault asks whether it is empty, and a ``WeakSet`` answers in Python."""
 _pool_wait_started: contextvars.ContextVar[float] = contextvars.ContextVar(
     "seedance_otel_aiohttp_pool_wait", default=0.0
 )
@@ -85,7 +87,7 @@ _REQUEST, _RESPONSE, _CONNECT = Phase.REQUEST.value, Phase.RESPONSE.value, Phase
 
 # The guards of hooks that run per request or per connection, each made once.
 _GUARD_TIMER = Guard("aiohttp TimerContext.timeout")
-_GUARD_CREATE = Guard("aiohttp create connection")
+_CREATE = "aiohttp create connection"
 _GUARD_RESOLVE_FAILED = Guard("aiohttp resolve (failure)")
 _GUARD_RESOLVE = Guard("aiohttp resolve")
 
@@ -231,7 +233,7 @@ def _new_history(
                 transport.get_extra_info("peername"),
                 transport.get_extra_info("sockname"),
             )
-        history.set_socket(sock)
+        history.socket = sock
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             history.set_tls(ssl_object, alpn_offered_by(getattr(ssl_object, "context", None)))
@@ -264,7 +266,7 @@ def _on_attempt_failed(history: ConnectionHistory, exc: BaseException) -> None:
                 phase=phase,
                 alpn_offered=history.alpn_offered,
                 alpn_negotiated=history.alpn_negotiated,
-                timed_out=_task_timed_out(exc),
+                timed_out=_task_timed_out(exc) if _timed_out_tasks else False,
             ),
             history=history,
             find_request=_request_in_frames,
@@ -280,7 +282,9 @@ def _task_timed_out(exc: BaseException) -> bool:
     timed out and is later cancelled for real (a worker at shutdown) must not
     have that read as a timeout.
     """
-    if not _timed_out_tasks:  # no total timeout has fired (a storm of resets, say)
+    # Per fault, callers ask ``_timed_out_tasks`` first (empty: no total
+    # timeout has fired, a storm of resets, say), saving this call.
+    if not _timed_out_tasks:
         return False
     try:
         task = asyncio.current_task()
@@ -298,13 +302,6 @@ def _task_timed_out(exc: BaseException) -> bool:
 # -- per new connection: connect-phase faults -------------------------------
 
 
-def _ssl_context_for(connector: Any, req: Any) -> Any:
-    if req is None or not req.is_ssl():
-        return None
-    get_context = getattr(connector, "_get_ssl_context", None)
-    return get_context(req) if get_context is not None else None
-
-
 def _record_connect_fault(
     connector: Any, req: Any, exc: BaseException, started_at: float | None, timed_out: bool
 ) -> None:
@@ -315,10 +312,12 @@ def _record_connect_fault(
     dns, in_lookup = _dns.lookup_at_fault(started_at)
     if in_lookup:
         phase = Phase.DNS.value
+    is_tls = bool(req is not None and req.is_ssl())  # asked once: a Python call
     offered = None
-    if req is not None:
-        offered = alpn_offered_by(_ssl_context_for(connector, req))
-    is_tls = bool(req is not None and req.is_ssl())
+    if is_tls:
+        get_context = getattr(connector, "_get_ssl_context", None)
+        if get_context is not None:
+            offered = alpn_offered_by(get_context(req))
     # The sockets tried are closed by now: what they said as they were tried.
     tried = functools.partial(connect_attempts.fields_of, connect_attempts.current())
     capture(
@@ -346,21 +345,27 @@ async def _create_connection(
 ) -> Any:
     started_at = _monotonic()
     token = _layers.enter(LIBRARY)
-    attempts = connect_attempts.begin()
+    attempts = connect_attempts.begin([])
     req = args[0] if args else kwargs.get("req")
+    # try/except, not ``with Guard``: the context manager's two calls run on
+    # every new connection (a Python call costs some 2,000 instructions).
     try:
         protocol = await wrapped(*args, **kwargs)
-        with _GUARD_CREATE:
+        try:
             _connected(protocol, req)
+        except Exception:
+            report_internal_error(_CREATE)
         return protocol
     except BaseException as exc:
         # A plain CancelledError here is the caller giving up, or a connect
         # timeout that ``ceil_timeout`` (below) turns into TimeoutError and
         # records; only the total timeout is recognised here.
-        timed_out = _task_timed_out(exc)
+        timed_out = _task_timed_out(exc) if _timed_out_tasks else False
         if not isinstance(exc, asyncio.CancelledError) or timed_out:
-            with _GUARD_CREATE:
+            try:
                 _record_connect_fault(connector, req, exc, started_at, timed_out)
+            except Exception:
+                report_internal_error(_CREATE)
         raise
     finally:
         connect_attempts.end(attempts)
@@ -405,27 +410,29 @@ class _ObservedTimeout:
             raise
 
 
-def _observed(inner: Any, delay: Any) -> Any:
-    if not _patches.enabled or delay is None or delay <= 0:
-        return inner  # no timeout at all (aiohttp's default for ``connect``): nothing to see
-    return _ObservedTimeout(inner)
-
-
 def _make_ceil_timeout(original: Any) -> Any:
     # A plain function (``replace``): it runs twice per new connection, and
-    # with aiohttp's default timeouts it only passes the call on.
+    # with aiohttp's default timeouts (none for ``connect``) it only passes
+    # the call on: the check is written in it, not called.
     threshold = inspect.Parameter.empty
     if signature_is(original, ("delay", "ceil_threshold")):
         threshold = inspect.signature(original).parameters["ceil_threshold"].default
     if threshold is not inspect.Parameter.empty:  # aiohttp's own default, whatever it is
 
         def ceil_timeout(delay: Any, ceil_threshold: Any = threshold) -> Any:
-            return _observed(original(delay, ceil_threshold), delay)
+            inner = original(delay, ceil_threshold)
+            if delay is None or delay <= 0 or not _patches.enabled:
+                return inner  # no timeout at all: nothing to see
+            return _ObservedTimeout(inner)
 
         return ceil_timeout
 
     def generic_ceil_timeout(*args: Any, **kwargs: Any) -> Any:
-        return _observed(original(*args, **kwargs), args[0] if args else kwargs.get("delay"))
+        inner = original(*args, **kwargs)
+        delay = args[0] if args else kwargs.get("delay")
+        if delay is None or delay <= 0 or not _patches.enabled:
+            return inner
+        return _ObservedTimeout(inner)
 
     return generic_ceil_timeout
 
@@ -454,7 +461,7 @@ def _lost(protocol: Any, exc: BaseException | None) -> None:
     if history is not None:
         # aiohttp sets ``transport`` to None before closing a connection
         # itself; still set means the peer (or the network) ended it.
-        if history.idle_in_pool and protocol.transport is not None:
+        if protocol.transport is not None and history.idle_in_pool:
             capture(
                 FaultContext(
                     library=LIBRARY,
@@ -536,7 +543,9 @@ def _make_timer_timeout(original: Any) -> Any:
         if _patches.enabled:
             with _GUARD_TIMER:
                 for task in getattr(self, "_tasks", ()):
-                    _timed_out_tasks.add(task)
+                    if task not in _timed_out_tasks:
+                        _timed_out_tasks.add(task)
+                        task.add_done_callback(_timed_out_tasks.discard)
         return original(self, *args, **kwargs)
 
     return timeout
@@ -580,14 +589,15 @@ def install(module: Any = None) -> None:
     _patches.replace(helpers.TimerContext, "timeout", _make_timer_timeout)
     # Per new connection or per fault: wrapt-style hooks.
     _patches.wrap(
-        connector.TCPConnector, "_create_connection", _patches.when_enabled(_create_connection)
+        connector.TCPConnector, "_create_connection", _create_connection, while_enabled=True
     )
     _patches.wrap(
         connector.BaseConnector,
         "_wait_for_available_connection",
-        _patches.when_enabled(_wait_for_available_connection),
+        _wait_for_available_connection,
+        while_enabled=True,
     )
-    _patches.wrap(connector.TCPConnector, "_resolve_host", _patches.when_enabled(_resolve_host))
+    _patches.wrap(connector.TCPConnector, "_resolve_host", _resolve_host, while_enabled=True)
     _patches.replace(client_proto.ResponseHandler, "connection_lost", _make_connection_lost)
     _patches.replace(connector, "ceil_timeout", _make_ceil_timeout)
     # The sockets aiohappyeyeballs tries, for connect and TLS faults.

@@ -233,12 +233,10 @@ def _watch(
         port if isinstance(port, int) else None,
         _runtime.peer_for(host, port if isinstance(port, int) else None),
     )
-    history.set_socket(
-        socket_facts(
-            transport.get_extra_info("socket"),
-            transport.get_extra_info("peername"),
-            transport.get_extra_info("sockname"),
-        )
+    history.socket = socket_facts(
+        transport.get_extra_info("socket"),
+        transport.get_extra_info("peername"),
+        transport.get_extra_info("sockname"),
     )
     if history.server_address is None:
         history.server_address, history.server_port = history.socket.peer()

@@ -19,11 +19,12 @@ uvloop's loop cannot be wrapped: there the attempts stay unknown.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
 from .._connection import ConnectionFields, SocketFacts, socket_facts
-from .._guard import Guard, report_internal_error
+from .._guard import report_internal_error
 from ._patching import PatchSet
 
 __all__ = ["begin", "current", "end", "fields_of", "install", "uninstall"]
@@ -34,12 +35,13 @@ _attempts: ContextVar[list[SocketFacts] | None] = ContextVar(
 )
 MAX_ATTEMPTS = 16
 """A connect rarely tries more; the list is per connect, so this bounds memory."""
-_GUARD_NOTE = Guard("sock_connect (note)")
+_NOTE = "sock_connect (note)"
 
 
-def begin() -> Token[list[SocketFacts] | None]:
-    """A library starts connecting in this context: note the sockets it tries."""
-    return _attempts.set([])
+begin: Callable[[list[SocketFacts]], Token[list[SocketFacts] | None]] = _attempts.set
+"""``begin([])``: a library starts connecting in this context; note the sockets
+it tries in that list. The ``ContextVar``'s own ``set`` (and :func:`current`
+its ``get``): C calls, on every new connection."""
 
 
 def end(token: Token[list[SocketFacts] | None]) -> None:
@@ -49,9 +51,8 @@ def end(token: Token[list[SocketFacts] | None]) -> None:
         _attempts.set(None)
 
 
-def current() -> list[SocketFacts] | None:
-    """The sockets tried so far by the connect running in this context."""
-    return _attempts.get()
+current: Callable[[], list[SocketFacts] | None] = _attempts.get
+"""The sockets tried so far by the connect running in this context."""
 
 
 def fields_of(attempts: list[SocketFacts] | None) -> ConnectionFields | None:
@@ -71,15 +72,6 @@ def fields_of(attempts: list[SocketFacts] | None) -> ConnectionFields | None:
     )
 
 
-def _note(facts: SocketFacts, sock: Any) -> None:
-    """Fill ``facts`` from the socket as the attempt ends (it is still open);
-    its peer is the address it was connected to, asked of the socket only
-    when the call did not say."""
-    read = socket_facts(sock, facts.peername)
-    facts.peername, facts.sockname = read.peername, read.sockname
-    facts.socket_cookie = read.socket_cookie
-
-
 async def _connect_and_note(
     wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], facts: SocketFacts
 ) -> Any:
@@ -87,8 +79,14 @@ async def _connect_and_note(
     try:
         return await wrapped(*args, **kwargs)
     finally:
-        with _GUARD_NOTE:
-            _note(facts, sock)
+        # ``facts`` from the socket as the attempt ends (it is still open); its
+        # peer is the address it was connected to, asked of the socket only
+        # when the call did not say. try/except, not ``with Guard``: two calls
+        # fewer per attempt.
+        try:
+            socket_facts(sock, facts.peername, into=facts)
+        except Exception:
+            report_internal_error(_NOTE)
 
 
 def _not_connecting() -> bool:

@@ -110,7 +110,7 @@ def install() -> None:
     if _patches.count:
         return
     _patches.wrap(
-        asyncio.base_events.BaseEventLoop, "getaddrinfo", _patches.when_enabled(_loop_getaddrinfo)
+        asyncio.base_events.BaseEventLoop, "getaddrinfo", _loop_getaddrinfo, while_enabled=True
     )
     _patches.wrap_module_function(socket, "getaddrinfo", _socket_getaddrinfo)
     _patches.enabled = True
