@@ -244,6 +244,12 @@ class Evidence:
         return self.facts.phase
 
 
+_HOPS = range(_MAX_CHAIN - 1)
+_MEMBERS = (tuple, list)
+"""What an exception group's ``exceptions`` is (the standard library's, the
+backport's, anyio's)."""
+
+
 def walk_chain(exc: BaseException) -> list[BaseException]:
     """Every exception reachable from ``exc``: causes, contexts, group members.
 
@@ -254,12 +260,14 @@ def walk_chain(exc: BaseException) -> list[BaseException]:
     # Most chains are a line (no groups): followed without the stack and set.
     line = [exc]
     current = exc
-    while len(line) < _MAX_CHAIN:
-        if isinstance(getattr(current, "exceptions", None), (tuple, list)):
+    for _ in _HOPS:
+        if isinstance(getattr(current, "exceptions", None), _MEMBERS):
             return _walk_tree(exc)
-        linked = current.__cause__ if current.__cause__ is not None else current.__context__
+        linked = current.__cause__
         if linked is None:
-            break
+            linked = current.__context__
+            if linked is None:
+                break
         for earlier in line:
             if earlier is linked:  # a cycle
                 return line
@@ -280,7 +288,7 @@ def _walk_tree(exc: BaseException) -> list[BaseException]:
         seen.add(id(current))
         out.append(current)
         members = getattr(current, "exceptions", None)
-        if isinstance(members, (tuple, list)):
+        if isinstance(members, _MEMBERS):
             stack.extend(m for m in reversed(members) if isinstance(m, BaseException))
         linked = current.__cause__ if current.__cause__ is not None else current.__context__
         if linked is not None:
