@@ -6,7 +6,7 @@ Each instrumented library describes itself once, in its own module under
 capture, diagnosis, metrics, ``auto`` and the entry point read library facts
 from these descriptions only, so no library's name is written anywhere but
 in its own module. Adding a library is one module with its ``Library`` and
-one registry line (see the README's "Architecture").
+one registry line (see docs/architecture.md).
 
 This module holds data types only and imports nothing of the package, so
 every layer may depend on it.
