@@ -40,7 +40,7 @@ def _line(rng: random.Random, index: int, peers: int) -> str:
     common = (
         f'"timestamp_ns": {ts}, "server_address": "{host}", "server_port": 443, '
         f'"trace_id": "{trace}", "span_id": "{rng.getrandbits(64):016x}", '
-        f'"peer_address": "10.{peer // 65536 % 256}.{peer // 256 % 256}.{peer % 256}", '
+        f'"peer_address": "127.{peer // 65536 % 256}.{peer // 256 % 256}.{peer % 256}", '
         f'"peer_reuse_ok_max_idle_s": {timeout_s * 0.9 - rng.random() * 0.2:.4f}, '
         f'"peer_reuse_ok_count": {rng.randrange(1, 500)}'
     )

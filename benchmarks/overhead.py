@@ -212,7 +212,7 @@ def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
     seedance_otel.instrument(ring_size=4096, **options)
     gc.collect()  # the HTTP workloads' garbage is not part of a capture's cost
     history = ConnectionHistory("httpx", "api.example.com", 443, PeerStats())
-    history.socket = SocketFacts(("10.0.0.7", 443), ("10.0.0.1", 50123))
+    history.socket = SocketFacts(("127.0.0.7", 443), ("127.0.0.1", 50123))
     history.requests_completed, history.idle_since = 3, time.monotonic() - 8.5
     history.begin_request(time.monotonic(), None)
     facts = HookFacts(phase="request")

@@ -304,7 +304,7 @@ def sample_snapshot(i: int) -> ResetContextSnapshot:
         span_id=f"{i:016x}",
         server_address="api.example.com",
         server_port=443,
-        peer_address="10.1.2.3",
+        peer_address="127.0.2.3",
         peer_port=443,
         local_port=40000 + i % 20000,
         socket_cookie=i,

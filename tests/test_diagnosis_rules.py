@@ -404,12 +404,12 @@ def test_pool_exhaustion_posing_as_timeouts():
 
 
 def test_connect_refused():
-    snaps = [snap(FaultKind.CONNECT_REFUSED, phase="connect", errno=111, peer_address="10.0.0.7")]
+    snaps = [snap(FaultKind.CONNECT_REFUSED, phase="connect", errno=111, peer_address="127.0.0.7")]
     [finding] = diagnose(snaps, peer_stats={})
     assert finding.code == "connect_refused"
     assert finding.severity is Severity.ERROR
     assert "retries=3" in finding.fix
-    assert finding.evidence["peer_addresses"] == ["10.0.0.7"]
+    assert finding.evidence["peer_addresses"] == ["127.0.0.7"]
 
 
 def test_reset_on_connect():
