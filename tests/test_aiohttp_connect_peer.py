@@ -163,10 +163,31 @@ def test_refused_connect_carries_the_peer_tried(instrumented):
     assert snap.socket_cookie is not None
 
 
+@pytest.fixture(params=["sock_connect", "generic_sock_connect"])
+def sock_connect_hook(request, monkeypatch):
+    """Instrumented with the loop's ``sock_connect`` hook for its signature,
+    and with the generic one a loop with another signature gets."""
+    from asyncio.selector_events import BaseSelectorEventLoop
+
+    from seedance_otel.instrumentation import connect_attempts
+
+    if request.param == "generic_sock_connect":
+        monkeypatch.setattr(connect_attempts, "signature_is", lambda *a, **k: False)
+    seedance_otel.uninstrument()
+    seedance_otel.instrument(exporter="none", strict=True)
+    try:
+        assert BaseSelectorEventLoop.sock_connect.__code__.co_name == request.param
+        yield
+    finally:
+        seedance_otel.uninstrument()
+    assert BaseSelectorEventLoop.sock_connect.__module__ == "asyncio.selector_events"
+
+
 def test_a_name_with_two_addresses_lists_both_in_order(
-    instrumented, cert_pem, http11_only_context
+    sock_connect_hook, cert_pem, http11_only_context
 ):
-    """::1 refuses (the server listens on 127.0.0.1 only); 127.0.0.1 answers with alert 120."""
+    """::1 refuses (the server listens on 127.0.0.1 only); 127.0.0.1 answers
+    with alert 120. Every attempt is noted, whichever ``sock_connect`` hook."""
     with PortRecordingAlpnServer(cert_pem) as server:
         resolver = TwoAddresses(["::1", "127.0.0.1"])
         exc = fetch(f"https://two.test:{server.port}/", http11_only_context, resolver)

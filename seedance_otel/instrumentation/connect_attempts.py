@@ -11,8 +11,8 @@ mark the task's context) we wrap the selector loop's ``sock_connect`` and note e
 socket as it is tried, in order: its address at once, and its local port
 and cookie when the attempt ends, before anyone closes it. Happy-eyeballs
 attempts run in tasks that inherit the context, so they share the list.
-Outside such a hook ``sock_connect`` costs one check before the original
-runs (``step_aside``: a function reading the context variable).
+Outside such a hook ``sock_connect`` costs one read of the context variable
+before the original runs.
 uvloop's loop cannot be wrapped: there the attempts stay unknown.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from .._connection import ConnectionFields, SocketFacts, socket_facts
 from .._guard import report_internal_error
-from ._patching import PatchSet
+from ._patching import PatchSet, signature_is
 
 __all__ = ["begin", "current", "end", "fields_of", "install", "uninstall"]
 
@@ -72,12 +72,9 @@ def fields_of(attempts: list[SocketFacts] | None) -> ConnectionFields | None:
     )
 
 
-async def _connect_and_note(
-    wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any], facts: SocketFacts
-) -> Any:
-    sock = args[0] if args else kwargs.get("sock")
+async def _connect_and_note(connecting: Any, sock: Any, facts: SocketFacts) -> Any:
     try:
-        return await wrapped(*args, **kwargs)
+        return await connecting
     finally:
         # ``facts`` from the socket as the attempt ends (it is still open); its
         # peer is the address it was connected to, asked of the socket only
@@ -89,35 +86,49 @@ async def _connect_and_note(
             report_internal_error(_NOTE)
 
 
-def _not_connecting() -> bool:
-    """No library's connect hook is running in this context: nothing to note."""
-    return _attempts.get() is None
+def _make_sock_connect(original: Any) -> Any:
+    # A plain function (``replace``) with the loop's signature: every socket
+    # connect in the process passes through it, and outside a library's
+    # connect it only reads the context variable (a C call) and passes the
+    # call on. Noting an attempt costs one Python call (the coroutine that
+    # reads the socket as the attempt ends).
+    if signature_is(original, ("self", "sock", "address")):
 
+        def sock_connect(self: Any, sock: Any, address: Any) -> Any:
+            attempts = _attempts.get()
+            if attempts is None or not _patches.enabled or len(attempts) >= MAX_ATTEMPTS:
+                return original(self, sock, address)
+            try:
+                facts = SocketFacts(address)
+                attempts.append(facts)
+            except Exception:
+                report_internal_error("sock_connect")
+                return original(self, sock, address)
+            return _connect_and_note(original(self, sock, address), sock, facts)
 
-def _sock_connect(
-    wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    attempts = _attempts.get()
-    if attempts is None or not _patches.enabled or len(attempts) >= MAX_ATTEMPTS:
-        return wrapped(*args, **kwargs)
-    try:
-        address = args[1] if len(args) > 1 else kwargs.get("address")
-        facts = SocketFacts(address)
-        attempts.append(facts)
-    except Exception:
-        report_internal_error("sock_connect")
-        return wrapped(*args, **kwargs)
-    return _connect_and_note(wrapped, args, kwargs, facts)
+        return sock_connect
+
+    def generic_sock_connect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        attempts = _attempts.get()
+        if attempts is None or not _patches.enabled or len(attempts) >= MAX_ATTEMPTS:
+            return original(self, *args, **kwargs)
+        try:
+            facts = SocketFacts(args[1] if len(args) > 1 else kwargs.get("address"))
+            attempts.append(facts)
+            sock = args[0] if args else kwargs.get("sock")
+        except Exception:
+            report_internal_error("sock_connect")
+            return original(self, *args, **kwargs)
+        return _connect_and_note(original(self, *args, **kwargs), sock, facts)
+
+    return generic_sock_connect
 
 
 def install() -> None:
     if _patches.count:
         return
-    _patches.wrap(
-        asyncio.selector_events.BaseSelectorEventLoop,
-        "sock_connect",
-        _sock_connect,
-        step_aside=_not_connecting,
+    _patches.replace(
+        asyncio.selector_events.BaseSelectorEventLoop, "sock_connect", _make_sock_connect
     )
     _patches.enabled = True
 
