@@ -400,7 +400,7 @@ class HttpcoreHooks:
         # try/except, not ``with Guard``: two calls fewer per new connection.
         try:
             host, port = _origin(connection)
-            history = ConnectionHistory(self.owner.name, host, port, _runtime.peer_for(host, port))
+            history = _runtime.open_history(self.owner.name, host, port)
             # The TCP facts read as the connect completed are this socket's.
             tcp = observer.tcp_facts if observer is not None else None
             history.socket = tcp if tcp is not None else _stream_socket_facts(stream)
@@ -416,7 +416,6 @@ class HttpcoreHooks:
                     context = getattr(ssl_object, "context", None)
                 history.set_tls(ssl_object, alpn_offered_by(context))
             setattr(stream, _HISTORY, history)
-            _runtime.connection_opened(history)
             if self._failed_spans:
                 self._note_retry(history.peer)
         except Exception:
@@ -553,25 +552,30 @@ class HttpcoreHooks:
         history = connection._seedance_history
         if history is not None and history.active:
             exc = sys.exc_info()[1]
-            if exc is not None and self._failed_on(connection, exc):
-                self._on_request_failed(history, exc)
-                history.end_request_failed()
-            else:
-                history.end_request_ok(_monotonic())
+            if exc is not None:
+                # Usually httpcore's own request or body frame is handling
+                # ``exc``: its code says enough (checked here, not called: this
+                # runs for every faulting request).
+                tb = exc.__traceback__
+                if (tb is not None and tb.tb_frame.f_code in self._handler_codes) or (
+                    self._failed_on(connection, exc)
+                ):
+                    self._on_request_failed(history, exc)
+                    history.end_request_failed()
+                    return
+            history.end_request_ok(_monotonic())
 
     def _failed_on(self, connection: Any, exc: BaseException) -> bool:
         """``exc``, being handled while ``connection`` closes its response, is
         that request's failure (not an application exception being handled
         around the close).
 
-        Usually httpcore's own request or body frame is handling it: that frame
-        closes only its own connection's response, so its code says enough.
-        Otherwise the frames it was raised through are searched, which reads
-        their locals (a few microseconds a frame).
+        Asked when httpcore's own request or body frame is not the one handling
+        it (that frame closes only its own connection's response, so its code
+        says enough, and ``_end`` checks it first): the frames it was raised
+        through are searched, which reads their locals (a few microseconds a
+        frame).
         """
-        tb = exc.__traceback__
-        if tb is not None and tb.tb_frame.f_code in self._handler_codes:
-            return True
         return raised_through(exc, lambda v: _belongs(v, connection))
 
     def _on_request_failed(self, history: ConnectionHistory, exc: BaseException) -> None:
@@ -600,7 +604,8 @@ class HttpcoreHooks:
         if history is None:
             return
         if (
-            history.idle_in_pool
+            not history.broken  # first: a failed connection is not idle (no call)
+            and history.idle_in_pool
             and _runtime.RUNTIME is not None
             and not _closing_itself(connection)
         ):

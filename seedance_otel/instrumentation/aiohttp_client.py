@@ -104,11 +104,27 @@ def _begin(protocol: Any, key: Any) -> None:
 
 def _end(protocol: Any, should_close: bool) -> None:
     history = getattr(protocol, _HISTORY, None)
-    if history is not None and history.active:
-        if should_close:
-            _on_close(history, protocol)
-        else:
-            history.end_request_ok(_monotonic())
+    if history is None or not history.active:
+        return
+    if not should_close:
+        history.end_request_ok(_monotonic())
+        return
+    # aiohttp closes the connection of an attempt: failed, or given up on.
+    # Written out here rather than called: this runs for every faulting
+    # request, and a Python call costs some 2,000 instructions.
+    exc = sys.exc_info()[1]
+    if exc is not None:
+        # Usually aiohttp's own request function is handling ``exc``: its
+        # code says enough (else ``_failed_on`` searches the frames).
+        tb = exc.__traceback__
+        if (tb is not None and tb.tb_frame.f_code in _handler_codes) or _failed_on(protocol, exc):
+            _on_attempt_failed(history, exc)
+            history.end_request_failed()
+            return
+    if protocol.should_close:
+        history.end_request_failed()  # closed before the response was complete
+    else:
+        history.end_request_ok(_monotonic())
 
 
 # Per request, the hooks keep try/except rather than ``with Guard``: measured,
@@ -168,30 +184,16 @@ def _make_release(original: Any) -> Any:
     return generic_release
 
 
-def _on_close(history: ConnectionHistory, protocol: Any) -> None:
-    """aiohttp closes the connection of an attempt: failed, or given up on."""
-    exc = sys.exc_info()[1]
-    if exc is not None and _failed_on(protocol, exc):
-        _on_attempt_failed(history, exc)
-        history.end_request_failed()
-    elif protocol.should_close:
-        history.end_request_failed()  # closed before the response was complete
-    else:
-        history.end_request_ok(_monotonic())
-
-
 def _failed_on(protocol: Any, exc: BaseException) -> bool:
     """``exc``, being handled while the connection closes, is that attempt's
     failure (not an application exception being handled around the close).
 
-    Usually aiohttp's own request function is handling it, and closes only the
-    attempt's connection there: its code says enough. Otherwise the frames
-    ``exc`` was raised through are searched, which reads their locals (a few
-    microseconds a frame).
+    Asked when aiohttp's own request function is not the one handling it
+    (that function closes only the attempt's connection, so its code says
+    enough, and ``_end`` checks it first): the frames ``exc`` was raised
+    through are searched, which reads their locals (a few microseconds a
+    frame).
     """
-    tb = exc.__traceback__
-    if tb is not None and tb.tb_frame.f_code in _handler_codes:
-        return True
     return raised_through(exc, lambda v: _belongs(v, protocol))
 
 
@@ -224,7 +226,7 @@ def _new_history(
 ) -> ConnectionHistory:
     """The history of a new connection; ``sock``: its socket's facts, when
     they were read already (as its connect attempt ended)."""
-    history = ConnectionHistory(NAME, host, port, _runtime.peer_for(host, port))
+    history = _runtime.open_history(NAME, host, port)
     transport = protocol.transport
     if transport is not None:
         if sock is None:
@@ -238,7 +240,6 @@ def _new_history(
         if ssl_object is not None:
             history.set_tls(ssl_object, alpn_offered_by(getattr(ssl_object, "context", None)))
     protocol._seedance_history = history
-    _runtime.connection_opened(history)
     return history
 
 
@@ -461,7 +462,9 @@ def _lost(protocol: Any, exc: BaseException | None) -> None:
     if history is not None:
         # aiohttp sets ``transport`` to None before closing a connection
         # itself; still set means the peer (or the network) ended it.
-        if protocol.transport is not None and history.idle_in_pool:
+        # ``broken`` first: a connection whose request failed is not idle (one
+        # call fewer per fault in a storm).
+        if protocol.transport is not None and not history.broken and history.idle_in_pool:
             capture(
                 FaultContext(
                     library=LIBRARY,

@@ -227,11 +227,8 @@ def _wrap_instance_method(watch: _Watch, obj: Any, name: str, before: Any) -> No
 def _watch(
     transport: Any, protocol: Any, host: Any, port: Any, trace_ids: Any, client: str | None
 ) -> None:
-    history = ConnectionHistory(
-        NAME,
-        str(host) if host is not None else None,
-        port if isinstance(port, int) else None,
-        _runtime.peer_for(host, port if isinstance(port, int) else None),
+    history = _runtime.open_history(
+        NAME, str(host) if host is not None else None, port if isinstance(port, int) else None
     )
     history.socket = socket_facts(
         transport.get_extra_info("socket"),
@@ -246,7 +243,6 @@ def _watch(
     watch = _Watch(history, trace_ids, client)
     if ssl_object is not None and isinstance(protocol, asyncio.BufferedProtocol):
         watch.reads_visible = False  # SSLProtocol holds buffer_updated already
-    _runtime.connection_opened(history)
 
     def on_eof(*_args: Any, **_kwargs: Any) -> None:
         now = watch.eof_at = _monotonic()
