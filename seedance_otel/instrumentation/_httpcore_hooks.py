@@ -206,6 +206,20 @@ def _belongs(value: Any, connection: Any) -> bool:
     return value is connection or getattr(value, "_connection", None) is connection
 
 
+def _failed_on(connection: Any, exc: BaseException) -> bool:
+    """``exc``, being handled while ``connection`` closes its response, is
+    that request's failure (not an application exception being handled
+    around the close).
+
+    Asked when httpcore's own request or body frame is not the one handling
+    it (that frame closes only its own connection's response, so its code
+    says enough, and ``HttpcoreHooks._end`` checks it first): the frames it
+    was raised through are searched, which reads their locals (a few
+    microseconds a frame).
+    """
+    return raised_through(exc, lambda v: _belongs(v, connection))
+
+
 def _raised_in_body(tb: TracebackType | None) -> bool:
     while tb is not None:
         if tb.tb_frame.f_code.co_name in ("_receive_response_body", "__aiter__", "__iter__"):
@@ -557,26 +571,13 @@ class HttpcoreHooks:
                 # ``exc``: its code says enough (checked here, not called: this
                 # runs for every faulting request).
                 tb = exc.__traceback__
-                if (tb is not None and tb.tb_frame.f_code in self._handler_codes) or (
-                    self._failed_on(connection, exc)
+                if (tb is not None and tb.tb_frame.f_code in self._handler_codes) or _failed_on(
+                    connection, exc
                 ):
                     self._on_request_failed(history, exc)
                     history.end_request_failed()
                     return
             history.end_request_ok(_monotonic())
-
-    def _failed_on(self, connection: Any, exc: BaseException) -> bool:
-        """``exc``, being handled while ``connection`` closes its response, is
-        that request's failure (not an application exception being handled
-        around the close).
-
-        Asked when httpcore's own request or body frame is not the one handling
-        it (that frame closes only its own connection's response, so its code
-        says enough, and ``_end`` checks it first): the frames it was raised
-        through are searched, which reads their locals (a few microseconds a
-        frame).
-        """
-        return raised_through(exc, lambda v: _belongs(v, connection))
 
     def _on_request_failed(self, history: ConnectionHistory, exc: BaseException) -> None:
         if _runtime.RUNTIME is None:

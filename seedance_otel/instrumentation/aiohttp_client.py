@@ -80,7 +80,7 @@ _pool_wait_started: contextvars.ContextVar[float] = contextvars.ContextVar(
 """When this task last started waiting for a free pool slot (0.0: never)."""
 _monotonic = time.monotonic
 _handler_codes: frozenset[CodeType] = frozenset()
-"""aiohttp's functions that close a failed attempt's connection (see ``_failed_on``)."""
+"""aiohttp's functions that close a failed attempt's connection (see ``_end``)."""
 
 _REQUEST, _RESPONSE, _CONNECT = Phase.REQUEST.value, Phase.RESPONSE.value, Phase.CONNECT.value
 """Read once: an enum member's ``value`` is a Python-level property (per fault)."""
