@@ -31,7 +31,7 @@ from ._connection import ConnectionFields, ConnectionHistory
 from ._dns import DnsFields
 from ._library import Library
 from ._redact import redact_message, redact_url
-from ._snapshot import FaultKind, ResetContextSnapshot
+from ._snapshot import FaultKind, ResetContextSnapshot, new_snapshot
 from ._trace_context import NO_TRACE, TraceIds, current_trace_ids
 
 __all__ = ["FaultContext", "capture"]
@@ -230,7 +230,7 @@ def _snapshot(
     else:
         message = ctx.fin_message or _FIN_MESSAGES.get(classification.kind, "")
     dns = ctx.dns
-    return ResetContextSnapshot(
+    return new_snapshot(
         kind=classification.kind,
         timestamp_ns=time.time_ns(),
         library=ctx.library.name,

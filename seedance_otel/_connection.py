@@ -25,6 +25,8 @@ import threading
 import time
 from typing import Any
 
+from ._frozen import fast_constructor
+
 __all__ = [
     "IDLE_BUCKETS_S",
     "ConnectionFields",
@@ -32,6 +34,7 @@ __all__ = [
     "PeerRegistry",
     "PeerStats",
     "SocketFacts",
+    "new_connection_fields",
     "socket_facts",
 ]
 
@@ -80,6 +83,10 @@ class ConnectionFields:
     peer_reuse_ok_count: int | None = None
     peer_addresses_tried: tuple[str, ...] | None = None
     """A failed connect's addresses, in order, when it tried more than one."""
+
+
+new_connection_fields = fast_constructor(ConnectionFields)
+"""Builds :class:`ConnectionFields` on the capture path (see :mod:`seedance_otel._frozen`)."""
 
 
 SO_COOKIE = getattr(socket, "SO_COOKIE", 57 if sys.platform.startswith("linux") else None)
@@ -223,7 +230,7 @@ class SocketFacts:
     def connection_fields(self, alpn_offered: tuple[str, ...] | None = None) -> ConnectionFields:
         """A snapshot's connection part for a socket that never got a history."""
         peer_address, peer_port = self.peer()
-        return ConnectionFields(
+        return new_connection_fields(
             peer_address=peer_address,
             peer_port=peer_port,
             local_port=self.local_port,
@@ -416,7 +423,7 @@ class ConnectionHistory:
         peer = self.peer
         sock = self.socket
         peer_address, peer_port = sock.peer()
-        return ConnectionFields(
+        return new_connection_fields(
             peer_address=peer_address,
             peer_port=peer_port,
             local_port=sock.local_port,

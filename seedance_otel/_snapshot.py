@@ -12,7 +12,9 @@ import dataclasses
 import enum
 from typing import Any
 
-__all__ = ["NO_EXCEPTION", "FaultKind", "Phase", "ResetContextSnapshot"]
+from ._frozen import fast_constructor
+
+__all__ = ["NO_EXCEPTION", "FaultKind", "Phase", "ResetContextSnapshot", "new_snapshot"]
 
 NO_EXCEPTION = "EOF"
 """``error_type`` when no exception was raised: the peer's FIN
@@ -152,3 +154,9 @@ class ResetContextSnapshot:
             if values.get(name) is not None:
                 values[name] = tuple(str(p) for p in values[name])
         return cls(**values)
+
+
+new_snapshot = fast_constructor(ResetContextSnapshot)
+"""Builds a :class:`ResetContextSnapshot` on the capture path: the same
+arguments and the same result, about 40,000 instructions (35 ``object.__setattr__``
+calls) fewer (see :mod:`seedance_otel._frozen`)."""

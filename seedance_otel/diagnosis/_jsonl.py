@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._snapshot import FaultKind, ResetContextSnapshot
+from .._snapshot import FaultKind, ResetContextSnapshot, new_snapshot
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -200,7 +200,7 @@ def parse_snapshot_line(text: str) -> ResetContextSnapshot:
         raise ValueError('no "kind": not a snapshot')
     values = _snapshot_fields(data)
     try:
-        return ResetContextSnapshot(**values)
+        return new_snapshot(**values)
     except (KeyError, TypeError, ValueError) as exc:
         name = type(exc).__name__
         raise ValueError(f"not a snapshot ({name}: {exc})") from None

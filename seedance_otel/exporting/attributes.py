@@ -25,7 +25,7 @@ from typing import Any
 
 from opentelemetry.util.http import sanitize_method
 
-from .._snapshot import NO_EXCEPTION, FaultKind, ResetContextSnapshot
+from .._snapshot import NO_EXCEPTION, FaultKind, ResetContextSnapshot, new_snapshot
 
 __all__ = [
     "EVENT_NAME",
@@ -264,4 +264,4 @@ def snapshot_from_attributes(
     values["trace_id"] = trace_id
     values["span_id"] = span_id
     values["trace_sampled"] = trace_sampled if trace_id is not None else None
-    return ResetContextSnapshot(**values)
+    return new_snapshot(**values)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
-from .._connection import ConnectionFields, SocketFacts, socket_facts
+from .._connection import ConnectionFields, SocketFacts, new_connection_fields, socket_facts
 from .._guard import report_internal_error
 from ._patching import PatchSet, signature_is
 
@@ -63,7 +63,7 @@ def fields_of(attempts: list[SocketFacts] | None) -> ConnectionFields | None:
     last = attempts[-1]
     addresses = tuple(dict.fromkeys(a.peer_address for a in attempts if a.peer_address))
     peer_address, peer_port = last.peer()
-    return ConnectionFields(
+    return new_connection_fields(
         peer_address=peer_address,
         peer_port=peer_port,
         local_port=last.local_port,
