@@ -210,7 +210,9 @@ class Metrics:
 
     def on_snapshot(self, snapshot: ResetContextSnapshot) -> None:
         attributes: dict[str, Any] = {
-            "seedance.fault.kind": snapshot.kind.value,
+            # ``_value_``, the member's own attribute: ``value`` is a Python
+            # property (two calls on 3.11).
+            "seedance.fault.kind": snapshot.kind._value_,
             "seedance.library": snapshot.library,
         }
         if snapshot.server_address:
