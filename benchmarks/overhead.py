@@ -9,7 +9,9 @@ paired round differences, with the spread) and the ratio.
 
 Budget (core issue): <= 3 us added per request, aiohttp and httpx sequential.
 Then it times ``capture`` for a realistic reset (median and p99 of
-single calls; budget p99 <= 20 us).
+single calls; budget p99 <= 20 us), each call followed by a control of
+pure-Python work of about the same median, whose p99 is this machine's tail
+for code of that length.
 
 Usage: python -m benchmarks.overhead [--rounds 12] [--requests 2000] [--quick]
 """
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 os.environ.setdefault("SEEDANCE_OTEL_EXPORTER", "none")
 
@@ -191,13 +193,48 @@ def compare(
     }
 
 
-def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
+class CaptureTimes(NamedTuple):
+    """One capture's times (µs), and a control's timed between them."""
+
+    median_us: float
+    p99_us: float
+    control_median_us: float
+    """Pure-Python work sized to take about the capture's median: what this
+    machine's scheduling and caches make of any code that long."""
+    control_p99_us: float
+
+
+def _control(rounds: int) -> None:
+    """The control: a dict and a string per round, freed on return (no cycles,
+    so it leaves the garbage collector nothing to do)."""
+    made = []
+    for i in range(rounds):
+        made.append({"peer": i, "port": str(i)})
+
+
+def _sized_control(target_us: float) -> int:
+    """Rounds of :func:`_control` that take about ``target_us`` (median of 300 calls)."""
+    rounds = 50
+    times = []
+    for _ in range(300):
+        start = time.perf_counter_ns()
+        _control(rounds)
+        times.append((time.perf_counter_ns() - start) / 1000)
+    return max(1, round(rounds * target_us / statistics.median(times)))
+
+
+def capture_cost(samples: int, **options: Any) -> CaptureTimes:
     """Median and p99 of one ``capture`` call for an httpx-style reset, in us.
 
     Collapsing is off unless ``options`` say otherwise: every call builds a
     full snapshot, which is what the budget is for. With it on (the default
     of ``instrument()``), all but the first ten calls a second are counted
-    into their key, a storm's cheaper steady state."""
+    into their key, a storm's cheaper steady state.
+
+    Each capture is followed by a call of a control of about the same median,
+    timed the same way, so the two see the same phases of a shared machine:
+    the control's p99 is the tail this machine gives code of that length, the
+    baseline for the capture's."""
     import httpcore
     import httpx
 
@@ -217,6 +254,8 @@ def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
     history.begin_request(time.monotonic(), None)
     facts = HookFacts(phase="request")
     timings: list[float] = []
+    control: list[float] = []
+    rounds = 0
     for i in range(samples + 500):
         root = ConnectionResetError(104, "Connection reset by peer")
         inner = httpcore.ReadError("")
@@ -225,11 +264,24 @@ def capture_cost(samples: int, **options: Any) -> tuple[float, float]:
         exc.__cause__ = inner
         start = time.perf_counter_ns()
         capture(FaultContext(library=LIBRARY, exc=exc, facts=facts, history=history))
-        if i >= 500:  # the first 500 warm caches
-            timings.append((time.perf_counter_ns() - start) / 1000)
+        took = (time.perf_counter_ns() - start) / 1000
+        if i < 500:  # the first 500 warm caches and size the control
+            timings.append(took)
+            if i == 499:
+                rounds = _sized_control(statistics.median(timings))
+                timings.clear()
+            continue
+        timings.append(took)
+        start = time.perf_counter_ns()
+        _control(rounds)
+        control.append((time.perf_counter_ns() - start) / 1000)
     seedance_otel.uninstrument()
-    timings.sort()
-    return statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
+    return CaptureTimes(*_median_p99(timings), *_median_p99(control))
+
+
+def _median_p99(times: list[float]) -> tuple[float, float]:
+    times = sorted(times)
+    return statistics.median(times), times[int(len(times) * 0.99) - 1]
 
 
 def main() -> None:
@@ -261,15 +313,17 @@ def main() -> None:
                 flush=True,
             )
     samples = 5000 if not args.quick else 1000
-    median_us, p99_us = capture_cost(samples)
+    full = capture_cost(samples)
     print(
-        f"capture cost per snapshot: median {median_us:.1f} us, p99 {p99_us:.1f} us",
-        "(budget p99 <= 20 us)",
+        f"capture cost per snapshot: median {full.median_us:.1f} us, p99 {full.p99_us:.1f} us "
+        f"(budget p99 <= 20 us); control of the same length, timed between them: "
+        f"median {full.control_median_us:.1f} us, p99 {full.control_p99_us:.1f} us"
     )
-    median_us, p99_us = capture_cost(samples, collapse_per_s=10)
+    counted = capture_cost(samples, collapse_per_s=10)
     print(
-        f"capture cost per fault counted into a storm's key: median {median_us:.1f} us, "
-        f"p99 {p99_us:.1f} us"
+        f"capture cost per fault counted into a storm's key: median {counted.median_us:.1f} us, "
+        f"p99 {counted.p99_us:.1f} us; control: median {counted.control_median_us:.1f} us, "
+        f"p99 {counted.control_p99_us:.1f} us"
     )
 
 

@@ -41,9 +41,13 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import seedance_otel
 from seedance_otel import FaultKind, ResetContextSnapshot, _runtime
+
+if TYPE_CHECKING:
+    from benchmarks.overhead import CaptureTimes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -353,7 +357,7 @@ def throughput(protocol: str, port: int, count: int, which: str = "ours") -> flo
     return count / elapsed
 
 
-def capture_cost_while_shipping(port: int) -> tuple[float, float]:
+def capture_cost_while_shipping(port: int) -> CaptureTimes:
     from benchmarks.overhead import capture_cost
 
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
@@ -470,13 +474,17 @@ def main() -> None:
                 print_lag(protocol, target, lag_rounds(protocol, port, rounds, round_s), round_s)
         from benchmarks.overhead import capture_cost
 
-        costs = {"nothing shipping": capture_cost(5000)}
+        captures: dict[str, CaptureTimes] = {"nothing shipping": capture_cost(5000)}
         for which, label in (("sdk", "SDK encoder"), ("ours", "our encoder")):
             with encoder(which):
-                costs[f"shipping, {label}"] = capture_cost_while_shipping(rec_grpc)
+                captures[f"shipping, {label}"] = capture_cost_while_shipping(rec_grpc)
         print(
-            "capture cost (p50 / p99): "
-            + "; ".join(f"{name} {p50:.1f} / {p99:.1f} us" for name, (p50, p99) in costs.items())
+            "capture cost (p50 / p99; the control of the same length timed between them): "
+            + "; ".join(
+                f"{name} {t.median_us:.1f} / {t.p99_us:.1f} us "
+                f"(control {t.control_median_us:.1f} / {t.control_p99_us:.1f} us)"
+                for name, t in captures.items()
+            )
             + " (budget p99 <= 20 us)",
             flush=True,
         )
