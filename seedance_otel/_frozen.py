@@ -37,6 +37,15 @@ def fast_constructor(cls: type[T]) -> type[T]:
         return cls
     fields = dataclasses.fields(cls)
 
+    try:
+        twin = _twin(cls, fields)
+        probe = twin(**{f.name: None for f in fields})
+    except Exception:  # a dataclass or a layout this interpreter will not twin
+        return cls
+    return twin if type(probe) is cls else cls
+
+
+def _twin(cls: type[Any], fields: tuple[dataclasses.Field[Any], ...]) -> type[Any]:
     def __post_init__(self: Any) -> None:
         self.__class__ = cls
 
@@ -62,9 +71,5 @@ def fast_constructor(cls: type[T]) -> type[T]:
     # A wrong argument is reported as ``cls``'s own constructor reports it.
     vars(twin)["__init__"].__qualname__ = vars(cls)["__init__"].__qualname__
     if getattr(twin, "__slots__", None) != getattr(cls, "__slots__", None):
-        return cls
-    try:
-        probe = twin(**{f.name: None for f in fields})
-    except TypeError:  # a layout the interpreter will not swap
-        return cls
-    return twin if type(probe) is cls else cls
+        raise TypeError(f"{cls.__name__} has no slots to share")
+    return twin

@@ -94,3 +94,17 @@ def test_falls_back_to_the_class_where_the_twin_cannot_stand_in() -> None:
         value: int
 
     assert fast_constructor(WithDict) is WithDict
+
+
+def test_a_twin_that_cannot_be_built_leaves_the_class_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Plain:
+        value: int
+
+    def refuse(*args: object, **kwargs: object) -> type:
+        raise TypeError("no twin here")
+
+    monkeypatch.setattr(dataclasses, "make_dataclass", refuse)
+    assert fast_constructor(Plain) is Plain  # the package still imports and works
