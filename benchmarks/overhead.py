@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 os.environ.setdefault("SEEDANCE_OTEL_EXPORTER", "none")
 
 import seedance_otel
+from seedance_otel import instrumentor
 
 
 def _read(path: str) -> str:
@@ -223,7 +224,7 @@ def _sized_control(target_us: float) -> int:
     return max(1, round(rounds * target_us / statistics.median(times)))
 
 
-def capture_cost(samples: int, **options: Any) -> CaptureTimes:
+def capture_cost(samples: int, *, sdk_metrics: bool = False, **options: Any) -> CaptureTimes:
     """Median and p99 of one ``capture`` call for an httpx-style reset, in us.
 
     Collapsing is off unless ``options`` say otherwise: every call builds a
@@ -234,7 +235,11 @@ def capture_cost(samples: int, **options: Any) -> CaptureTimes:
     Each capture is followed by a call of a control of about the same median,
     timed the same way, so the two see the same phases of a shared machine:
     the control's p99 is the tail this machine gives code of that length, the
-    baseline for the capture's."""
+    baseline for the capture's.
+
+    ``sdk_metrics``: the metrics go to an SDK ``MeterProvider`` (as under
+    ``opentelemetry-instrument``), whose fault counter and idle histogram
+    cost far more than our capture; otherwise to the API's no-op meter."""
     import httpcore
     import httpx
 
@@ -246,7 +251,13 @@ def capture_cost(samples: int, **options: Any) -> CaptureTimes:
     seedance_otel.uninstrument()
     options.setdefault("exporter", "none")
     options.setdefault("collapse_per_s", 0)
-    seedance_otel.instrument(ring_size=4096, **options)
+    providers: dict[str, Any] = {}
+    if sdk_metrics:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        providers["meter_provider"] = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    instrumentor.start({"ring_size": 4096, **options}, providers=providers)
     gc.collect()  # the HTTP workloads' garbage is not part of a capture's cost
     history = ConnectionHistory("httpx", "api.example.com", 443, PeerStats())
     history.socket = SocketFacts(("127.0.0.7", 443), ("127.0.0.1", 50123))
@@ -318,6 +329,12 @@ def main() -> None:
         f"capture cost per snapshot: median {full.median_us:.1f} us, p99 {full.p99_us:.1f} us "
         f"(budget p99 <= 20 us); control of the same length, timed between them: "
         f"median {full.control_median_us:.1f} us, p99 {full.control_p99_us:.1f} us"
+    )
+    sdk = capture_cost(samples, sdk_metrics=True)
+    print(
+        f"the same with an SDK MeterProvider: median {sdk.median_us:.1f} us, "
+        f"p99 {sdk.p99_us:.1f} us; control: median {sdk.control_median_us:.1f} us, "
+        f"p99 {sdk.control_p99_us:.1f} us"
     )
     counted = capture_cost(samples, collapse_per_s=10)
     print(
