@@ -43,11 +43,12 @@ are observed (callbacks at collection time).
 ``seedance.connection.faults`` is an observable counter over counts kept
 here, exact per fault: the SDK's synchronous ``Counter.add`` cleans and
 hashes the attributes on every call (about 80,000 instructions under
-valgrind, more than the rest of a capture), while adding to a count in a
-dict costs a few hundred. Past :data:`FAULT_SERIES_KEPT` attribute sets,
-further sets are counted under ``otel.metric.overflow``, as the SDK's own
-cardinality limit does. (Being observed, the counter carries no exemplars;
-each snapshot carries its trace instead.)
+valgrind, more than the rest of a capture), while keeping the count here
+(the series key, a lock, a dict) costs a few thousand. Past
+:data:`FAULT_SERIES_KEPT` attribute sets, further sets are counted under
+``otel.metric.overflow``, as the SDK's own cardinality limit does. (Being
+observed, the counter carries no exemplars; each snapshot carries its
+trace instead.)
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ class Metrics:
             snapshot.library,
             snapshot.server_address or None,
             fault_error_type(snapshot),
-            snapshot.dns_question or None if kind in _DNS_KINDS else None,
+            (snapshot.dns_question or None) if kind in _DNS_KINDS else None,
         )
         # A snapshot stands for itself and the storm's faults collapsed into it.
         faults = 1 + (snapshot.collapsed_count or 0)
