@@ -15,7 +15,13 @@ than at native speed. Two instrumented modes therefore bound the mix:
 * ``collapsed``: the steady state of a storm, every fault past the first
   counted into its key (the window is made endless);
 * ``full``: collapsing off, every fault a full snapshot (classify, build,
-  ring, metrics through an SDK ``MeterProvider``, span event).
+  ring, metrics, span event).
+
+The metrics go to an SDK ``MeterProvider`` (as under
+``opentelemetry-instrument``), or with ``--metrics api`` to the API's no-op
+meter (no provider set): the difference between the two runs is what the
+SDK's own records cost per fault (the connection-duration histogram, one
+record per closed connection, is most of it).
 
 At native speed a storm of F faults/s has 10 full snapshots a second per key,
 so the added cost per fault is ``collapsed + 10 / F * (full - collapsed)``;
@@ -25,6 +31,7 @@ The garbage collector is disabled in the measured process: a collection that
 lands in one of the two runs and not the other would swamp the difference.
 
 Usage: python -m benchmarks.storm_instructions [--faults 200] [--only "httpx new"]
+[--metrics api]
 """
 
 from __future__ import annotations
@@ -45,13 +52,15 @@ import asyncio, gc, os, sys
 gc.disable()  # a collection landing in one run and not the other would swamp the difference
 sys.path.insert(0, {root!r})
 library, storm, mode, url, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+sdk_metrics = sys.argv[6] == "sdk"
 from benchmarks import storms
 run = storms._client(library, storm, limit=n)
-if mode != "raw":
+if mode != "raw" and sdk_metrics:
     from opentelemetry import metrics
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+if mode != "raw":
     os.environ["SEEDANCE_OTEL_COLLAPSE_PER_S"] = "1" if mode == "collapsed" else "0"
     import seedance_otel
     from seedance_otel import _collapse
@@ -62,10 +71,10 @@ assert faults == n, (faults, n)
 """
 
 
-def count(library: str, storm: str, mode: str, url: str, n: int) -> int:
+def count(library: str, storm: str, mode: str, url: str, n: int, metrics: str) -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = CHILD.format(root=root)
-    return main_thread_instructions(code, library, storm, mode, url, str(n))
+    return main_thread_instructions(code, library, storm, mode, url, str(n), metrics)
 
 
 def native(library: str, storm: str, url: str, n: int) -> tuple[float, float]:
@@ -87,11 +96,17 @@ def main() -> None:
     parser.add_argument("--faults", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=1, help="pairs of runs per mode")
     parser.add_argument("--only", default="", help="substring of 'library storm' to run")
+    parser.add_argument(
+        "--metrics",
+        choices=("sdk", "api"),
+        default="sdk",
+        help="an SDK MeterProvider (default), or the API's no-op meter",
+    )
     args = parser.parse_args()
     n = args.faults
     print(
         f"instructions per faulting request (valgrind callgrind, main thread), {n} vs "
-        f"{2 * n} faults, median of {args.repeats}; budget +25 us/fault"
+        f"{2 * n} faults, median of {args.repeats}, {args.metrics} metrics; budget +25 us/fault"
     )
     print(
         f"{'storm':<24}{'raw Ir':>10}{'+collapsed Ir':>14}{'+full Ir':>10}"
@@ -102,8 +117,8 @@ def main() -> None:
             per: dict[str, list[float]] = {mode: [] for mode in MODES}
             for _ in range(args.repeats):
                 for mode in MODES:
-                    small = count(library, storm, mode, url, n)
-                    large = count(library, storm, mode, url, 2 * n)
+                    small = count(library, storm, mode, url, n, args.metrics)
+                    large = count(library, storm, mode, url, 2 * n, args.metrics)
                     per[mode].append((large - small) / n)
             raw_us, rate = native(library, storm, url, 2000)
         raw, collapsed, full = (statistics.median(per[mode]) for mode in MODES)
