@@ -20,8 +20,9 @@ than at native speed. Two instrumented modes therefore bound the mix:
 The metrics go to an SDK ``MeterProvider`` (as under
 ``opentelemetry-instrument``), or with ``--metrics api`` to the API's no-op
 meter (no provider set): the difference between the two runs is what the
-SDK's own records cost per fault (the connection-duration histogram, one
-record per closed connection, is most of it).
+SDK's own records cost per fault (for a counted fault, the one record of
+the closed connection's duration; a full one also records a reused
+connection's idle time).
 
 At native speed a storm of F faults/s has 10 full snapshots a second per key,
 so the added cost per fault is ``collapsed + 10 / F * (full - collapsed)``;
