@@ -182,7 +182,11 @@ def capture(ctx: FaultContext) -> ResetContextSnapshot | None:
         carried = collapser.admit(key, time.monotonic_ns(), time.time_ns())
         if carried is None:
             return None  # counted; the key's next snapshot carries it
-        snapshot = _snapshot(ctx, classification, carried)
+        try:
+            snapshot = _snapshot(ctx, classification, carried)
+        except BaseException:
+            collapser.give_back(key, carried)  # owed again, not lost with this one
+            raise
         collapser.remember(key, snapshot)
     runtime.publish(snapshot)
     return snapshot

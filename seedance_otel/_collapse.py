@@ -78,11 +78,14 @@ class Collapser:
         """Faults carried by snapshots already published."""
         self.pending = 0
         """Faults counted and not yet carried."""
+        self._closed = False
 
     def admit(self, key: FaultKey, mono_ns: int, wall_ns: int) -> Carried | None:
         """``None``: this fault is only counted. Otherwise it becomes a full
         snapshot carrying what the result says (``count`` 0: nothing)."""
         with self._lock:
+            if self._closed:
+                return _NOTHING
             state = self._keys.get(key)
             if state is None:
                 if len(self._keys) >= self._max_keys:
@@ -108,6 +111,31 @@ class Collapser:
             self.collapsed += state.pending
             state.pending = 0
             return carried
+
+    def give_back(self, key: FaultKey, carried: Carried) -> None:
+        """The full snapshot that was to carry ``carried`` was not built (a
+        hook's reader failed): the faults it stood for are owed again, to the
+        key's next full snapshot or summary, rather than lost."""
+        if not carried.count:
+            return
+        with self._lock:
+            state = self._keys.get(key)
+            if state is None:  # forgotten meanwhile: owed under a fresh state
+                state = self._keys[key] = _KeyState(time.monotonic_ns())
+            if not state.pending or carried.since_ns < state.first_ns:
+                state.first_ns = carried.since_ns
+            if not state.pending:
+                state.last_ns = carried.since_ns
+            state.pending += carried.count
+            self.pending += carried.count
+            self.collapsed -= carried.count
+
+    def close(self) -> None:
+        """Shutting down: no fault is counted from now on (each becomes a full
+        snapshot, settled like any other after shutdown), so none can be left
+        owed after the last summaries."""
+        with self._lock:
+            self._closed = True
 
     def remember(self, key: FaultKey, snapshot: ResetContextSnapshot) -> None:
         """The key's last full snapshot: the template of its summary, if one is owed."""
@@ -149,6 +177,7 @@ class Collapser:
         self._lock = threading.Lock()
         self._keys.clear()
         self.collapsed = self.pending = 0
+        self._closed = False
 
 
 _NOTHING = Carried(0, 0)

@@ -99,6 +99,10 @@ class Runtime:
             self.publish(summary)
 
     def stop_shipping(self, timeout_s: float) -> bool:
+        if self.collapser is not None:
+            # A fault still inside ``capture`` on another thread must not be
+            # counted after the last summaries: it becomes a full snapshot.
+            self.collapser.close()
         self.publish_summaries(all_pending=True)
         shipper = self.shipper
         if shipper is None:

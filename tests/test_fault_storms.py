@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import seedance_otel
 from seedance_otel import FaultKind, ResetContextSnapshot, instrumentor
-from seedance_otel._collapse import WINDOW_NS, Collapser
+from seedance_otel._collapse import WINDOW_NS, Carried, Collapser
 from seedance_otel._snapshot import ResetContextSnapshot as Snapshot
 
 from faultservers import Action, HttpFaultServer, closed_port
@@ -280,3 +280,128 @@ def test_diagnosis_weighs_each_snapshot_by_the_faults_it_stands_for():
     assert finding.params["count"] == 12
     assert finding.evidence["count"] == 12
     assert "refused 12 connections" in finding.summary
+
+
+def test_counts_given_back_ride_on_the_next_carrier():
+    collapser = Collapser(per_key_per_s=1)
+    key = ("api.example.com", 443, "connection_reset", "httpx", "request", "httpx.ReadError")
+    assert collapser.admit(key, 0, 10) is not None
+    for i in range(3):
+        assert collapser.admit(key, 1 + i, 11 + i) is None
+    carried = collapser.admit(key, WINDOW_NS, 20)
+    assert carried is not None and carried.count == 3
+    # Its snapshot could not be built: the three are owed again, from 11.
+    collapser.give_back(key, carried)
+    assert (collapser.pending, collapser.collapsed) == (3, 0)
+    assert collapser.admit(key, WINDOW_NS + 1, 21) is None  # the window's one is used
+    again = collapser.admit(key, 2 * WINDOW_NS, 30)
+    assert again is not None and (again.count, again.since_ns) == (4, 11)
+    assert (collapser.pending, collapser.collapsed) == (0, 4)
+
+
+def test_a_closed_collapser_counts_nothing():
+    collapser = Collapser(per_key_per_s=1)
+    key = ("api.example.com", 443, "connection_reset", "httpx", "request", "httpx.ReadError")
+    assert collapser.admit(key, 0, 10) is not None
+    assert collapser.admit(key, 1, 11) is None
+    collapser.close()
+    # Past the rate, yet a full snapshot: nothing may be owed after the last summaries.
+    assert collapser.admit(key, 2, 12) == Carried(0, 0)
+    assert collapser.pending == 1  # what was owed before is still owed
+
+
+def test_a_carrier_that_fails_to_build_leaves_its_counts_owed(storm_metrics, monkeypatch):
+    # A full snapshot reads the request's URL; if that fails (a hook's bug,
+    # reported as an internal error), that one fault is lost, but the faults
+    # collapsed into it must not be lost with it.
+    from seedance_otel import _collapse
+    from seedance_otel._redact import redact_url as redact
+
+    monkeypatch.setattr(_collapse, "WINDOW_NS", 20_000_000)  # windows of 20 ms
+    calls = [0]
+
+    def failing_second_time(url: str) -> str:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("a reader's bug")
+        return redact(url)
+
+    monkeypatch.setattr("seedance_otel._capture.redact_url", failing_second_time)
+    reader = storm_metrics(collapse_per_s=1, strict=False)
+    errors_before = seedance_otel.stats()["internal_errors"]
+
+    async def storm(url: str) -> int:
+        failures = 0
+        async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            for round_ in range(4):  # bounded: 4 rounds of 10 faults, a window apart
+                for _ in range(10):
+                    try:
+                        await client.get(url)
+                    except httpx.HTTPError:
+                        failures += 1
+                await asyncio.sleep(0.05 if round_ < 3 else 0)
+        return failures
+
+    with HttpFaultServer(lambda info: Action.RST) as server:
+        attempts = asyncio.run(storm(server.url("/")))
+    assert attempts == 40
+    assert seedance_otel.flush(10)
+    stats = seedance_otel.stats()
+    assert stats["internal_errors"] - errors_before == 1
+    assert stats["collapse_pending"] == 0
+    resets = [s for s in seedance_otel.snapshots() if s.kind is FaultKind.CONNECTION_RESET]
+    # Every fault but the one whose snapshot failed, in snapshots and in the counter.
+    assert faults_in(resets) == attempts - 1
+    assert stats["captured"] + stats["collapsed"] == attempts - 1
+    assert fault_counter_total(reader) == attempts - 1
+
+
+def test_a_fault_in_flight_at_uninstrument_is_not_left_owed(storm_metrics, monkeypatch):
+    # Another thread is inside capture() when uninstrument() publishes the last
+    # summaries: its fault must not be counted into a key nobody will carry.
+    import threading
+
+    from seedance_otel import _capture, _runtime
+    from seedance_otel._classify import HookFacts, classify
+    from seedance_otel.instrumentation import asyncio_sockets
+
+    def fault() -> None:
+        _capture.capture(
+            _capture.FaultContext(
+                library=asyncio_sockets.LIBRARY,
+                exc=ConnectionResetError(104, "Connection reset by peer"),
+                facts=HookFacts(phase="request"),
+                server_address="127.0.0.1",
+                server_port=9,
+            )
+        )
+
+    storm_metrics(collapse_per_s=1)
+    runtime = _runtime.RUNTIME
+    assert runtime is not None
+    fault()  # the window's one full snapshot: the next is counted
+    entered, release = threading.Event(), threading.Event()
+
+    def held_classify(*args: Any) -> Any:
+        entered.set()
+        assert release.wait(timeout=10)
+        return classify(*args)
+
+    monkeypatch.setattr("seedance_otel._capture.classify", held_classify)
+    thread = threading.Thread(target=fault)
+    thread.start()
+    try:
+        assert entered.wait(timeout=10)
+        seedance_otel.uninstrument()
+    finally:
+        release.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    stats = runtime.stats()
+    assert stats["collapse_pending"] == 0
+    # Both faults are snapshots, each settled: shipped, or after shutdown.
+    assert stats["captured"] == 2 and stats["collapsed"] == 0
+    assert stats["exported"] + stats["dropped"] + stats["export_failed"] == 2
+    assert stats["pending"] == 0
+    assert runtime.metrics is not None
+    assert sum(runtime.metrics.fault_counts().values()) == 2
