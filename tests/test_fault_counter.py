@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -19,16 +20,25 @@ from metric_points import attributes, metrics_by_name, number_points
 from snapshot_factory import make_snapshot
 
 
+@contextlib.contextmanager
+def metrics_on(provider: MeterProvider) -> Iterator[Metrics]:
+    """A live ``Metrics`` on ``provider``, retired on the way out."""
+    ring: RingBuffer[ResetContextSnapshot] = RingBuffer(4)
+    metrics = Metrics(ring.accounting, capacity=4, meter_provider=provider)
+    try:
+        yield metrics
+    finally:
+        metrics.retire()
+
+
 @pytest.fixture
 def sdk() -> Iterator[tuple[Metrics, InMemoryMetricReader]]:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    ring: RingBuffer[ResetContextSnapshot] = RingBuffer(4)
-    metrics = Metrics(ring.accounting, capacity=4, meter_provider=provider)
     try:
-        yield metrics, reader
+        with metrics_on(provider) as metrics:
+            yield metrics, reader
     finally:
-        metrics.retire()
         provider.shutdown()
 
 
@@ -138,3 +148,42 @@ def test_a_forked_child_counts_only_its_own_faults(sdk):
     metrics.reset_after_fork()  # what the runtime calls in the child
     metrics.on_snapshot(make_snapshot())
     assert fault_points(reader) == {"api.test": 1}
+
+
+def test_counts_outlive_uninstrument_and_go_on_after_reinstrument(sdk):
+    metrics, reader = sdk
+    for _ in range(3):
+        metrics.on_snapshot(make_snapshot())
+    metrics.retire()  # uninstrumented before any collection
+    # Still reported, as an SDK counter keeps its total: nothing lost.
+    assert fault_points(reader) == {"api.test": 3}
+    assert fault_points(reader) == {"api.test": 3}
+    with metrics_on(metrics._meter_provider) as again:
+        again.on_snapshot(make_snapshot())
+        # Counts on: a cumulative counter falling back to 1 would read as a reset.
+        assert fault_points(reader) == {"api.test": 4}
+
+
+def test_another_meter_provider_starts_from_zero(sdk):
+    metrics, _reader = sdk
+    metrics.on_snapshot(make_snapshot())
+    metrics.retire()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        with metrics_on(provider) as other:
+            other.on_snapshot(make_snapshot())
+            assert fault_points(reader) == {"api.test": 1}
+    finally:
+        provider.shutdown()
+
+
+def test_retired_counts_are_not_reported_in_a_forked_child(sdk, monkeypatch):
+    metrics, reader = sdk
+    metrics.on_snapshot(make_snapshot())
+    metrics.retire()
+    retired = metrics_module._retired
+    assert retired is not None
+    monkeypatch.setattr(retired, "pid", retired.pid + 1)  # as seen from a child
+    metric = metrics_by_name(reader.get_metrics_data()).get(FAULTS)
+    assert metric is None or not list(number_points(metric))

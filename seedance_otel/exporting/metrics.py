@@ -48,11 +48,14 @@ valgrind, more than the rest of a capture), while keeping the count here
 :data:`FAULT_SERIES_KEPT` attribute sets, further sets are counted under
 ``otel.metric.overflow``, as the SDK's own cardinality limit does. (Being
 observed, the counter carries no exemplars; each snapshot carries its
-trace instead.)
+trace instead.) After ``uninstrument()`` the counter keeps reporting its
+last totals, as an SDK counter does, and a ``Metrics`` on the same meter
+provider counts on from them.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -145,13 +148,17 @@ class Metrics:
     ) -> None:
         self._accounting = accounting
         self._capacity = capacity
+        self._meter_provider = meter_provider
         self._duration_attributes: dict[
             tuple[str | None, int | None, str | None, str], dict[str, Any]
         ] = {}
         """The attributes of each peer's connection durations, built once
         (per closed connection otherwise); never changed once handed out."""
-        self._fault_counts: dict[FaultSeries, int] = {}
-        """Faults so far by series, read at collection time."""
+        self._fault_counts: dict[FaultSeries, int] = _counts_carried_on(meter_provider)
+        """Faults so far by series, read at collection time; a re-instrumented
+        process counts on from where the last ``Metrics`` on the same meter
+        provider stopped (a cumulative counter that fell back to 0 would read
+        as a reset)."""
         self._fault_lock = threading.Lock()
         """Keeps the counts exact when faults of several threads add at once."""
         meter = otel_metrics.get_meter("seedance_otel", __version__, meter_provider=meter_provider)
@@ -411,15 +418,53 @@ def _alpn_attributes(snapshot: ResetContextSnapshot) -> dict[str, Any]:
 _live: weakref.ref[Metrics] | None = None
 
 
+class _RetiredFaults:
+    """The fault counts of the last retired ``Metrics``: still reported, as
+    an SDK counter keeps reporting its total when nothing adds to it any more
+    (faults counted since the last collection are not lost at
+    ``uninstrument()``), and the start of the next ``Metrics`` on the same
+    meter provider. Only its counts and their lock are held, not the
+    ``Metrics`` (which would keep the runtime and its ring alive)."""
+
+    __slots__ = ("counts", "lock", "meter_provider", "pid")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.pid = os.getpid()
+        self.meter_provider = metrics._meter_provider
+        self.lock = metrics._fault_lock
+        self.counts = metrics._fault_counts
+
+    def copy(self) -> dict[FaultSeries, int] | None:
+        """The counts, or ``None`` in a forked child (they are its parent's)."""
+        if self.pid != os.getpid():
+            return None
+        with self.lock:
+            return dict(self.counts)
+
+
+_retired: _RetiredFaults | None = None
+
+
 def _make_live(metrics: Metrics) -> None:
-    global _live  # noqa: PLW0603
+    global _live, _retired  # noqa: PLW0603
     _live = weakref.ref(metrics)
+    _retired = None  # reported by the live one from now on (carried on, or not)
 
 
 def _retire(metrics: Metrics) -> None:
-    global _live  # noqa: PLW0603
+    global _live, _retired  # noqa: PLW0603
     if _live is not None and _live() is metrics:
         _live = None
+        _retired = _RetiredFaults(metrics)
+
+
+def _counts_carried_on(meter_provider: Any) -> dict[FaultSeries, int]:
+    """The retired counts a new ``Metrics`` on the same meter provider starts
+    from (empty for another provider, whose counter starts at 0 anyway)."""
+    retired = _retired
+    if retired is None or retired.meter_provider is not meter_provider:
+        return {}
+    return retired.copy() or {}
 
 
 def _current() -> Metrics | None:
@@ -429,9 +474,12 @@ def _current() -> Metrics | None:
 
 def _observe_faults(options: CallbackOptions) -> Iterable[Observation]:
     metrics = _current()
-    if metrics is None:
-        return
-    for series, count in metrics.fault_counts().items():
+    if metrics is not None:
+        counts: dict[FaultSeries, int] | None = metrics.fault_counts()
+    else:
+        retired = _retired
+        counts = retired.copy() if retired is not None else None
+    for series, count in (counts or {}).items():
         yield Observation(count, _fault_attributes(series))
 
 
