@@ -217,7 +217,9 @@ def _template(port: int) -> Snapshot:
         server_port=port,
         trace_id="0" * 31 + "1",
         span_id="0" * 15 + "1",
+        trace_sampled=True,
         connection_idle_s=3.0,
+        peer_addresses_tried=("127.0.0.7:443", "127.0.0.8:443"),
     )
 
 
@@ -252,6 +254,8 @@ def test_summaries_wait_for_a_quiet_window_unless_flushing():
         14,
     )
     assert summary.trace_id is None and summary.connection_idle_s is None
+    # Nor the trace's flag or the addresses one connect tried.
+    assert summary.trace_sampled is None and summary.peer_addresses_tried is None
     assert (collapser.pending, collapser.collapsed) == (0, 3)
     assert collapser.admit(key, 5, 20) is None
     [flushed] = collapser.summaries(6, all_pending=True)
