@@ -125,6 +125,8 @@ class Collapser:
             if not state.pending or carried.since_ns < state.first_ns:
                 state.first_ns = carried.since_ns
             if not state.pending:
+                # When the last of them came is not known: the first's time
+                # never claims a fault later than one seen.
                 state.last_ns = carried.since_ns
             state.pending += carried.count
             self.pending += carried.count

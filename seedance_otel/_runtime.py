@@ -110,7 +110,8 @@ class Runtime:
         return shipper.shutdown(timeout_s)
 
     def retire_metrics(self) -> None:
-        """Uninstrumented: observed metrics stop reporting this runtime."""
+        """Uninstrumented: observed metrics stop reporting this runtime (the
+        fault counter keeps reporting its totals, as an SDK counter would)."""
         if self.metrics is not None:
             self.metrics.retire()
 

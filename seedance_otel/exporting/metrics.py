@@ -243,7 +243,8 @@ class Metrics:
         self._fault_counts = {}
 
     def retire(self) -> None:
-        """Stop reporting observed values (uninstrumented); a new ``Metrics`` takes over."""
+        """Stop reporting observed values (uninstrumented), except the fault
+        counter's totals, which stay reported until a new ``Metrics`` takes over."""
         _retire(self)
 
     # -- listeners -----------------------------------------------------------
